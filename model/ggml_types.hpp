@@ -24,9 +24,6 @@ struct GgmlTypeTraits {
   bool quantized;
 };
 
-// Traits of a type this build can read; nullopt for a number it does not know.
-std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t type);
-
 inline constexpr GgmlTypeTraits kGgmlTypes[] = {
     {GgmlType::F32, "F32", 1, 4, false},      {GgmlType::F16, "F16", 1, 2, false},
     {GgmlType::BF16, "BF16", 1, 2, false},    {GgmlType::Q4_0, "Q4_0", 32, 18, true},
@@ -38,6 +35,7 @@ inline constexpr GgmlTypeTraits kGgmlTypes[] = {
     {GgmlType::Q8_K, "Q8_K", 256, 292, true},
 };
 
+// Traits of a type this build can read; nullopt for a number it does not know.
 inline std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t type) {
   for (const auto& t : kGgmlTypes)
     if (static_cast<uint32_t>(t.type) == type) return t;
