@@ -30,7 +30,7 @@ test-asan: setup
 
 test-tsan: setup
 	@cmake --preset tsan >/dev/null
-	@cmake --build build/tsan -j $(JOBS)
+	@cmake --build --preset tsan -j $(JOBS)
 	@ctest --preset tsan -j $(JOBS)
 
 bench: build
