@@ -1,0 +1,108 @@
+// A fixed pool of compute threads for the CPU backend.
+// - ThreadPool(n): n threads in all; the thread calling run() is thread 0 and works too, so
+//   n - 1 threads are started. n == 1 runs everything on the caller.
+// - run(n_tasks, fn) calls fn(task, thread) once for every task in [0, n_tasks) and returns
+//   when all have run. Tasks are claimed dynamically, so which thread runs a task varies;
+//   results must depend only on the task index (use split() for a static partition). The
+//   `thread` index (0..size()-1) is stable for the pool's life: use it for per-thread scratch.
+// - Cost: no allocation per call. Idle workers spin for `spin_us` microseconds after their
+//   last task (so back-to-back dispatches cost about a microsecond), then sleep on a futex
+//   (std::atomic::wait) and cost nothing until the next run().
+// - Thread safety: run() may be called from any thread; concurrent calls are serialized.
+//   fn must not call run() on the same pool. If tasks throw, the remaining unclaimed tasks
+//   are skipped and run() rethrows the first exception once every thread has stopped.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace troupe {
+
+// A non-owning reference to a callable; the callable must outlive every call.
+template <class Signature>
+class FunctionRef;
+
+template <class R, class... Args>
+class FunctionRef<R(Args...)> {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> &&
+             std::is_invocable_r_v<R, F&, Args...>)
+  FunctionRef(F&& f) noexcept {  // NOLINT: implicit on purpose, like std::function
+    using Target = std::remove_reference_t<F>;
+    if constexpr (std::is_function_v<Target>) {
+      target_.function = reinterpret_cast<void (*)()>(&f);
+      call_ = [](Storage s, Args... args) -> R {
+        return reinterpret_cast<Target*>(s.function)(std::forward<Args>(args)...);
+      };
+    } else {
+      target_.object = const_cast<void*>(static_cast<const void*>(std::addressof(f)));
+      call_ = [](Storage s, Args... args) -> R {
+        return (*static_cast<Target*>(s.object))(std::forward<Args>(args)...);
+      };
+    }
+  }
+
+  R operator()(Args... args) const { return call_(target_, std::forward<Args>(args)...); }
+
+ private:
+  union Storage {
+    void* object;
+    void (*function)();
+  };
+  Storage target_;
+  R (*call_)(Storage, Args...);
+};
+
+// [begin, end) of part i when [0, n) is cut into `parts` contiguous ranges of nearly equal
+// size; with align > 1 every boundary but n is a multiple of align. Deterministic.
+struct IndexRange {
+  int64_t begin;
+  int64_t end;
+};
+IndexRange split(int64_t n, int64_t parts, int64_t i, int64_t align = 1);
+
+class ThreadPool {
+ public:
+  static constexpr int kDefaultSpinMicros = 50;
+
+  // Throws std::invalid_argument when n_threads < 1.
+  explicit ThreadPool(int n_threads, int spin_us = kDefaultSpinMicros);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void run(int64_t n_tasks, FunctionRef<void(int64_t task, int thread)> fn);
+
+ private:
+  void worker_loop(int thread);
+  void claim_tasks(int thread);
+  void record_error();
+
+  const int spin_us_;
+  std::mutex run_mutex_;
+  // Written by run() before the generation bump, read by workers after it.
+  const FunctionRef<void(int64_t, int)>* job_ = nullptr;
+  int64_t n_tasks_ = 0;
+  bool stopping_ = false;
+  alignas(64) std::atomic<uint32_t> generation_{0};
+  alignas(64) std::atomic<int64_t> next_task_{0};
+  alignas(64) std::atomic<int> busy_workers_{0};
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::atomic<bool> failed_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace troupe
