@@ -17,7 +17,7 @@ uint8_t* thread_scratch(int slot, size_t bytes) {
     std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
     size_t size = 0;
   };
-  thread_local Buffer buffers[2];
+  thread_local Buffer buffers[3];
   Buffer& buffer = buffers[slot];
   if (buffer.size < bytes) {
     const size_t size = (std::max(bytes, buffer.size * 2) + 63) / 64 * 64;

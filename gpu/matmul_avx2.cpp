@@ -162,17 +162,100 @@ void quant_tile(const Job& job, const XUnit* units, int64_t nb, int64_t r0, int6
     for (int t = 0; t < T; ++t) job.out[(t0 + t) * job.out_stride + r0 + r] = hsum(acc[r][t]);
 }
 
+// A row's block unpacked once for a whole batch: weights (absolute values for signed kinds),
+// the signed weights, d and m broadcast.
+struct alignas(32) WUnit {
+  uint8_t q[32];
+  uint8_t sign[32];
+  float d[8];
+  float m[8];
+};
+
+template <class K>
+void unpack_rows(const Job& job, int64_t r0, int n_rows, int64_t nb, WUnit* units) {
+  for (int r = 0; r < n_rows; ++r) {
+    const uint8_t* row = job.w.data + (r0 + r) * job.w.row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * K::kBytes;
+      WUnit& u = units[r * nb + b];
+      const __m256i wq = K::weights(blk);
+      if constexpr (K::kSigned) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(u.q), _mm256_abs_epi8(wq));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(u.sign), wq);
+      } else {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(u.q), wq);
+      }
+      _mm256_store_ps(u.d, _mm256_set1_ps(load_half(blk)));
+      if constexpr (K::kMin) _mm256_store_ps(u.m, _mm256_set1_ps(K::min(blk)));
+    }
+  }
+}
+
+// Same arithmetic per (row, token) as quant_tile, reading unpacked rows.
+template <class K, int R, int T>
+void unpacked_tile(const Job& job, const WUnit* rows, const XUnit* units, int64_t nb, int64_t r0,
+                   int64_t t0) {
+  const XUnit* xs = units + t0 * nb;
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int t = 0; t < T; ++t) {
+      const XUnit& u = xs[t * nb + b];
+      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.qs));
+      const __m256 dx = _mm256_load_ps(u.d);
+      for (int r = 0; r < R; ++r) {
+        const WUnit& w = rows[r * nb + b];
+        const __m256i wq = _mm256_load_si256(reinterpret_cast<const __m256i*>(w.q));
+        __m256i pairs;
+        if constexpr (K::kSigned)
+          pairs = _mm256_maddubs_epi16(
+              wq, _mm256_sign_epi8(xv, _mm256_load_si256(reinterpret_cast<const __m256i*>(w.sign))));
+        else
+          pairs = _mm256_maddubs_epi16(wq, xv);
+        __m256i isum = _mm256_madd_epi16(pairs, ones16);
+        if constexpr (K::kOffset != 0)
+          isum = _mm256_sub_epi32(isum, _mm256_load_si256(reinterpret_cast<const __m256i*>(u.aux)));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(_mm256_load_ps(w.d), dx),
+                                    acc[r][t]);
+        if constexpr (K::kMin)
+          acc[r][t] = _mm256_fmadd_ps(_mm256_load_ps(w.m),
+                                      _mm256_castsi256_ps(_mm256_load_si256(
+                                          reinterpret_cast<const __m256i*>(u.aux))),
+                                      acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) job.out[(t0 + t) * job.out_stride + r0 + r] = hsum(acc[r][t]);
+}
+
+// One token: unpack in registers. Several: unpack each group of rows once, then sweep tokens.
 template <class K>
 void quant_matmul(const Job& job) {
   const int64_t nb = job.w.cols / 32;
   XUnit* units = reinterpret_cast<XUnit*>(
       thread_scratch(0, static_cast<size_t>(job.n_tokens * nb) * sizeof(XUnit)));
   repack_activations<K>(job.xq, job.n_tokens * nb, units);
-  auto tile = [&]<int R, int T>(int64_t r, int64_t t) { quant_tile<K, R, T>(job, units, nb, r, t); };
-  if (job.n_tokens == 1)
+  if (job.n_tokens == 1) {
+    auto tile = [&]<int R, int T>(int64_t r, int64_t t) { quant_tile<K, R, T>(job, units, nb, r, t); };
     sweep<4, 1>(tile, job.row_begin, job.row_end, job.n_tokens);
-  else
-    sweep<2, 4>(tile, job.row_begin, job.row_end, job.n_tokens);
+    return;
+  }
+  constexpr int kRows = 4;
+  WUnit* rows = reinterpret_cast<WUnit*>(
+      thread_scratch(2, static_cast<size_t>(kRows * nb) * sizeof(WUnit)));
+  auto group = [&]<int R>(int64_t r0) {
+    unpack_rows<K>(job, r0, R, nb, rows);
+    auto tile = [&]<int R2, int T>(int64_t r, int64_t t) {
+      unpacked_tile<K, R2, T>(job, rows, units, nb, r, t);
+    };
+    sweep_tokens<R, 2>(tile, r0, job.n_tokens);
+  };
+  int64_t r = job.row_begin;
+  for (; r + kRows <= job.row_end; r += kRows) group.template operator()<kRows>(r);
+  for (; r < job.row_end; ++r) group.template operator()<1>(r);
 }
 
 struct F32Kind {

@@ -19,12 +19,6 @@ namespace troupe::matmul_detail {
 
 namespace {
 
-inline float load_half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
 // Sum of the 16 lanes in a fixed order.
 inline float hsum(__m512 v) {
   const __m512 high = _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0xEE);
@@ -37,8 +31,18 @@ inline float hsum(__m512 v) {
 
 inline __m512 half16_to_float(__m256i h) { return _mm512_maskz_cvtph_ps(0xFFFF, h); }
 
-inline __m512 pair_of(float lo, float hi) {
-  return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
+// d (and m, for kinds with a minimum) of two blocks as [b0 x 8 lanes, b1 x 8 lanes]; the
+// fp16 fields of each block are its first 4 bytes (d, then m or quant bytes). b1 may be null.
+template <bool kMin>
+inline void scales_pair(const uint8_t* b0, const uint8_t* b1, __m512& d, __m512& m) {
+  int32_t first = 0, second = 0;
+  std::memcpy(&first, b0, 4);
+  if (b1) std::memcpy(&second, b1, 4);
+  const __m512 halves = _mm512_castps128_ps512(
+      _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(first), second, 1)));
+  d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), halves);
+  if constexpr (kMin)
+    m = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), halves);
 }
 
 // Packed nibbles of two blocks -> 64 bytes: block 0 low, block 0 high, block 1 low, block 1 high.
@@ -60,7 +64,8 @@ inline __m512i high_bits_pair(const uint8_t* qh0, const uint8_t* qh1) {
 }
 
 // Each kind: bytes per block, the integer offset subtracted from its unsigned values, whether
-// it has a float minimum, and pair(b0, b1) -> the 64 unsigned weights (b1 may be null).
+// it has a float minimum (fp16 at byte 2), and weights(b0, b1) -> the 64 unsigned weights
+// (b1 may be null).
 struct Q4_0Kind {
   static constexpr size_t kBytes = 18;
   static constexpr int kOffset = 8;
@@ -68,7 +73,6 @@ struct Q4_0Kind {
   static __m512i weights(const uint8_t* b0, const uint8_t* b1) {
     return unpack_nibbles_pair(b0 + 2, b1 ? b1 + 2 : nullptr);
   }
-  static float min(const uint8_t*) { return 0.0f; }
 };
 struct Q4_1Kind {
   static constexpr size_t kBytes = 20;
@@ -77,7 +81,6 @@ struct Q4_1Kind {
   static __m512i weights(const uint8_t* b0, const uint8_t* b1) {
     return unpack_nibbles_pair(b0 + 4, b1 ? b1 + 4 : nullptr);
   }
-  static float min(const uint8_t* b) { return load_half(b + 2); }
 };
 struct Q5_0Kind {
   static constexpr size_t kBytes = 22;
@@ -87,7 +90,6 @@ struct Q5_0Kind {
     return _mm512_or_si512(unpack_nibbles_pair(b0 + 6, b1 ? b1 + 6 : nullptr),
                            high_bits_pair(b0 + 2, b1 ? b1 + 2 : nullptr));
   }
-  static float min(const uint8_t*) { return 0.0f; }
 };
 struct Q5_1Kind {
   static constexpr size_t kBytes = 24;
@@ -97,7 +99,6 @@ struct Q5_1Kind {
     return _mm512_or_si512(unpack_nibbles_pair(b0 + 8, b1 ? b1 + 8 : nullptr),
                            high_bits_pair(b0 + 4, b1 ? b1 + 4 : nullptr));
   }
-  static float min(const uint8_t* b) { return load_half(b + 2); }
 };
 struct Q8_0Kind {
   static constexpr size_t kBytes = 34;
@@ -110,7 +111,6 @@ struct Q8_0Kind {
     return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
                             _mm512_set1_epi8(static_cast<char>(0x80)));
   }
-  static float min(const uint8_t*) { return 0.0f; }
 };
 
 // Two Q8 activation blocks laid out for the kernel: d broadcast per block, and in aux lanes
@@ -164,8 +164,7 @@ void quant_tile(const Job& job, const XUnit* units, int64_t nb, int64_t r0, int6
       const uint8_t* b0 = rows[r] + 2 * p * K::kBytes;
       const uint8_t* b1 = has_second ? b0 + K::kBytes : nullptr;
       wq[r] = K::weights(b0, b1);
-      dw[r] = pair_of(load_half(b0), b1 ? load_half(b1) : 0.0f);
-      if constexpr (K::kMin) mw[r] = pair_of(K::min(b0), b1 ? K::min(b1) : 0.0f);
+      scales_pair<K::kMin>(b0, b1, dw[r], mw[r]);
     }
     for (int t = 0; t < T; ++t) {
       const XUnit& u = xs[t * n_pairs + p];
@@ -185,6 +184,62 @@ void quant_tile(const Job& job, const XUnit* units, int64_t nb, int64_t r0, int6
       job.out[(t0 + t) * job.out_stride + r0 + r] = hsum(acc[r][t]);
 }
 
+// A row's pair of blocks unpacked once for a whole batch: unsigned weights, d and m per lane.
+struct alignas(64) WUnit {
+  uint8_t q[64];
+  float d[16];
+  float m[16];
+};
+
+template <class K>
+void unpack_rows(const Job& job, int64_t r0, int n_rows, int64_t nb, WUnit* units) {
+  const int64_t n_pairs = (nb + 1) / 2;
+  for (int r = 0; r < n_rows; ++r) {
+    const uint8_t* row = job.w.data + (r0 + r) * job.w.row_bytes;
+    for (int64_t p = 0; p < n_pairs; ++p) {
+      const uint8_t* b0 = row + 2 * p * K::kBytes;
+      const uint8_t* b1 = 2 * p + 1 < nb ? b0 + K::kBytes : nullptr;
+      WUnit& u = units[r * n_pairs + p];
+      _mm512_store_si512(u.q, K::weights(b0, b1));
+      __m512 d, m;
+      scales_pair<K::kMin>(b0, b1, d, m);
+      _mm512_store_ps(u.d, d);
+      if constexpr (K::kMin) _mm512_store_ps(u.m, m);
+    }
+  }
+}
+
+// Same arithmetic per (row, token) as quant_tile, reading unpacked rows.
+template <class K, int R, int T>
+void unpacked_tile(const Job& job, const WUnit* rows, const XUnit* units, int64_t nb, int64_t r0,
+                   int64_t t0) {
+  const int64_t n_pairs = (nb + 1) / 2;
+  const XUnit* xs = units + t0 * n_pairs;
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    for (int t = 0; t < T; ++t) {
+      const XUnit& u = xs[t * n_pairs + p];
+      const __m512i xv = _mm512_load_si512(u.qs);
+      const __m512 dx = _mm512_load_ps(u.d);
+      for (int r = 0; r < R; ++r) {
+        const WUnit& w = rows[r * n_pairs + p];
+        __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(w.q), xv);
+        if constexpr (K::kOffset != 0) isum = _mm512_sub_epi32(isum, _mm512_load_si512(u.aux));
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_load_ps(w.d), dx),
+                                    acc[r][t]);
+        if constexpr (K::kMin)
+          acc[r][t] = _mm512_fmadd_ps(_mm512_load_ps(w.m), _mm512_castsi512_ps(_mm512_load_si512(u.aux)),
+                                      acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) job.out[(t0 + t) * job.out_stride + r0 + r] = hsum(acc[r][t]);
+}
+
+// One token: unpack in registers. Several: unpack each group of rows once, then sweep tokens.
 template <class K>
 void quant_matmul(const Job& job) {
   const int64_t nb = job.w.cols / 32;
@@ -192,11 +247,24 @@ void quant_matmul(const Job& job) {
   XUnit* units = reinterpret_cast<XUnit*>(
       thread_scratch(0, static_cast<size_t>(job.n_tokens * n_pairs) * sizeof(XUnit)));
   repack_activations<K>(job.xq, job.n_tokens, nb, units);
-  auto tile = [&]<int R, int T>(int64_t r, int64_t t) { quant_tile<K, R, T>(job, units, nb, r, t); };
-  if (job.n_tokens == 1)
+  if (job.n_tokens == 1) {
+    auto tile = [&]<int R, int T>(int64_t r, int64_t t) { quant_tile<K, R, T>(job, units, nb, r, t); };
     sweep<4, 1>(tile, job.row_begin, job.row_end, job.n_tokens);
-  else
-    sweep<4, 4>(tile, job.row_begin, job.row_end, job.n_tokens);
+    return;
+  }
+  constexpr int kRows = 4;
+  WUnit* rows = reinterpret_cast<WUnit*>(
+      thread_scratch(2, static_cast<size_t>(kRows * n_pairs) * sizeof(WUnit)));
+  auto group = [&]<int R>(int64_t r0) {
+    unpack_rows<K>(job, r0, R, nb, rows);
+    auto tile = [&]<int R2, int T>(int64_t r, int64_t t) {
+      unpacked_tile<K, R2, T>(job, rows, units, nb, r, t);
+    };
+    sweep_tokens<R, 4>(tile, r0, job.n_tokens);
+  };
+  int64_t r = job.row_begin;
+  for (; r + kRows <= job.row_end; r += kRows) group.template operator()<kRows>(r);
+  for (; r < job.row_end; ++r) group.template operator()<1>(r);
 }
 
 struct F32Kind {

@@ -26,7 +26,7 @@ void run_avx2(const Job& job);
 void run_avx512(const Job& job);
 
 // A 64-byte aligned buffer of at least `bytes` owned by the calling thread, kept between
-// calls (slot 0: activation repacking, slot 1: dequantized rows).
+// calls (slot 0: activation repacking, slot 1: dequantized rows, slot 2: unpacked weights).
 uint8_t* thread_scratch(int slot, size_t bytes);
 
 }  // namespace troupe::matmul_detail
