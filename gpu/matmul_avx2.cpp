@@ -134,8 +134,11 @@ void quant_tile(const Job& job, const XUnit* units, int64_t nb, int64_t r0, int6
       const uint8_t* blk = rows[r] + b * K::kBytes;
       wq[r] = K::weights(blk);
       if constexpr (K::kSigned) wabs[r] = _mm256_abs_epi8(wq[r]);
-      dw[r] = _mm256_set1_ps(load_half(blk));
-      if constexpr (K::kMin) mw[r] = _mm256_set1_ps(K::min(blk));
+      int32_t fp16_fields;  // d, then m (kinds with a minimum) or quant bytes
+      std::memcpy(&fp16_fields, blk, 4);
+      const __m128 halves = _mm_cvtph_ps(_mm_cvtsi32_si128(fp16_fields));
+      dw[r] = _mm256_broadcastss_ps(halves);
+      if constexpr (K::kMin) mw[r] = _mm256_broadcastss_ps(_mm_movehdup_ps(halves));
     }
     for (int t = 0; t < T; ++t) {
       const XUnit& u = xs[t * nb + b];
