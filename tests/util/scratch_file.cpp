@@ -1,0 +1,40 @@
+#include "tests/util/scratch_file.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <vector>
+
+#include "tests/util/gguf_writer.hpp"
+
+namespace troupe::test {
+
+ScratchFile::ScratchFile(std::span<const uint8_t> bytes) {
+  const char* dir = std::getenv("TMPDIR");
+  std::string base = dir && *dir ? dir : "/tmp";
+  if (!(dir && *dir) && ::access("/dev/shm", W_OK) == 0) base = "/dev/shm";  // memory: fast
+  std::string pattern = base + "/troupe-test-XXXXXX";
+  std::vector<char> name(pattern.begin(), pattern.end());
+  name.push_back('\0');
+  const int fd = ::mkstemp(name.data());
+  if (fd < 0) throw std::runtime_error("cannot create a scratch file from " + pattern);
+  ::close(fd);
+  path_ = name.data();
+  write(bytes);
+}
+
+ScratchFile::~ScratchFile() { ::unlink(path_.c_str()); }
+
+void ScratchFile::write(std::span<const uint8_t> bytes) const { write_file(path_, bytes); }
+
+std::string default_model_path() {
+  const std::string name = "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (const char* dir = std::getenv("TROUPE_MODEL_DIR"); dir && *dir) return dir + name;
+  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache)
+    return cache + ("/troupe/models" + name);
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "") + "/.cache/troupe/models" + name;
+}
+
+}  // namespace troupe::test
