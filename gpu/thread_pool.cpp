@@ -11,7 +11,8 @@ namespace troupe {
 
 namespace {
 
-// Spins until pred() holds or spin_us elapse; true when pred() held.
+// Spins until pred() holds or spin_us elapse; true when pred() held. (No sched_yield: on a
+// loaded machine it hands whole time slices to other processes and costs milliseconds.)
 template <class Pred>
 bool spin_until(int spin_us, Pred pred) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
@@ -48,8 +49,7 @@ ThreadPool::ThreadPool(int n_threads, int spin_us) : spin_us_(std::max(0, spin_u
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(run_mutex_);
-    stopping_ = true;
-    busy_workers_.store(static_cast<int>(workers_.size()));
+    stopping_.store(true);
     generation_.fetch_add(1);
     generation_.notify_all();
   }
@@ -65,22 +65,29 @@ void ThreadPool::record_error() {
 }
 
 void ThreadPool::claim_tasks(int thread) {
-  const auto& fn = *job_;
-  const int64_t n = n_tasks_;
+  uint64_t cursor = cursor_.load(std::memory_order_acquire);
   for (;;) {
-    if (failed_.load(std::memory_order_relaxed)) return;
-    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n) return;
-    try {
-      fn(task, thread);
-    } catch (...) {
-      record_error();
+    const uint64_t n_tasks = cursor >> 32;
+    const uint64_t task = cursor & 0xFFFFFFFFu;
+    if (task >= n_tasks) return;
+    if (!cursor_.compare_exchange_weak(cursor, cursor + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+      continue;
+    if (!failed_.load(std::memory_order_relaxed)) {
+      try {
+        (*job_)(static_cast<int64_t>(task), thread);
+      } catch (...) {
+        record_error();
+      }
     }
+    if (done_tasks_.fetch_add(1) + 1 == n_tasks && caller_sleeping_.load())
+      done_tasks_.notify_one();
+    cursor = cursor_.load(std::memory_order_acquire);
   }
 }
 
 void ThreadPool::worker_loop(int thread) {
-  uint32_t seen = 0;
+  uint32_t seen = 0;  // the value at construction: a worker that starts late still sees every bump
   for (;;) {
     const auto changed = [&] { return generation_.load(std::memory_order_acquire) != seen; };
     if (!spin_until(spin_us_, changed)) {
@@ -89,36 +96,37 @@ void ThreadPool::worker_loop(int thread) {
       sleeping_workers_.fetch_sub(1);
     }
     seen = generation_.load(std::memory_order_acquire);
-    if (stopping_) return;
+    if (stopping_.load()) return;
     claim_tasks(thread);
-    if (busy_workers_.fetch_sub(1) == 1 && caller_sleeping_.load()) busy_workers_.notify_one();
   }
 }
 
 void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
   if (n_tasks <= 0) return;
+  if (n_tasks > 0xFFFFFFFFll)
+    throw std::invalid_argument("thread pool: at most 4294967295 tasks per run, got " +
+                                std::to_string(n_tasks));
   std::lock_guard lock(run_mutex_);
   if (workers_.empty() || n_tasks == 1) {
     for (int64_t task = 0; task < n_tasks; ++task) fn(task, 0);
     return;
   }
+  const auto n = static_cast<uint32_t>(n_tasks);
   job_ = &fn;
-  n_tasks_ = n_tasks;
   failed_.store(false, std::memory_order_relaxed);
-  next_task_.store(0, std::memory_order_relaxed);
-  busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  done_tasks_.store(0, std::memory_order_relaxed);
+  cursor_.store(static_cast<uint64_t>(n) << 32, std::memory_order_release);
   generation_.fetch_add(1);
   if (sleeping_workers_.load() > 0) generation_.notify_all();
 
   claim_tasks(0);
 
-  const auto done = [&] { return busy_workers_.load(std::memory_order_acquire) == 0; };
+  const auto done = [&] { return done_tasks_.load(std::memory_order_acquire) == n; };
   if (!spin_until(spin_us_, done)) {
     caller_sleeping_.store(true);
-    for (int busy; (busy = busy_workers_.load()) != 0;) busy_workers_.wait(busy);
+    for (uint32_t finished; (finished = done_tasks_.load()) != n;) done_tasks_.wait(finished);
     caller_sleeping_.store(false);
   }
-  job_ = nullptr;
   if (failed_.load(std::memory_order_relaxed)) {
     std::exception_ptr error;
     {

@@ -9,8 +9,11 @@
 //   last task (so back-to-back dispatches cost about a microsecond), then sleep on a futex
 //   (std::atomic::wait) and cost nothing until the next run().
 // - Thread safety: run() may be called from any thread; concurrent calls are serialized.
-//   fn must not call run() on the same pool. If tasks throw, the remaining unclaimed tasks
-//   are skipped and run() rethrows the first exception once every thread has stopped.
+//   fn must not call run() on the same pool. If tasks throw, the remaining tasks are skipped
+//   and run() rethrows the first exception once no task is running. At most 2^32 - 1 tasks
+//   per call (std::invalid_argument beyond).
+// - run() returns as soon as every task has finished: it never waits for a worker that
+//   claimed nothing (one descheduled on a busy machine costs nothing).
 #pragma once
 
 #include <atomic>
@@ -85,20 +88,23 @@ class ThreadPool {
 
  private:
   void worker_loop(int thread);
+  // Claims and runs tasks of the current run() until none is left.
   void claim_tasks(int thread);
   void record_error();
 
   const int spin_us_;
   std::mutex run_mutex_;
-  // Written by run() before the generation bump, read by workers after it.
+  // Written by run() before it publishes the cursor; read only by a thread that has claimed a
+  // task of that run, which run() waits for.
   const FunctionRef<void(int64_t, int)>* job_ = nullptr;
-  int64_t n_tasks_ = 0;
-  bool stopping_ = false;
-  alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int64_t> next_task_{0};
-  alignas(64) std::atomic<int> busy_workers_{0};
-  std::atomic<int> sleeping_workers_{0};
+  // (n_tasks << 32) | next task: claiming is a CAS that needs next < n_tasks, so a thread that
+  // looked at a finished run can never claim anything of it.
+  alignas(64) std::atomic<uint64_t> cursor_{0};
+  alignas(64) std::atomic<uint32_t> done_tasks_{0};
   std::atomic<bool> caller_sleeping_{false};
+  alignas(64) std::atomic<uint32_t> generation_{0};  // bumped by every run(): wakes workers
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> stopping_{false};
   std::atomic<bool> failed_{false};
   std::mutex error_mutex_;
   std::exception_ptr error_;
