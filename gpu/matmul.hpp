@@ -7,8 +7,11 @@
 //   F32, F16, BF16 use x with FMA; Q4_K, Q5_K, Q6_K use the slower path: each group of rows
 //   is dequantized into a per-thread buffer, then multiplied with x like F32.
 //   matmul_uses_q8(type) says which input a type reads; the other may be null.
-// - Each weight row is read once for the whole batch: a micro-kernel takes several rows x
-//   several tokens per pass, so a batch of 8 tokens costs far less than 8 single-token calls.
+// - Each weight row is read once for the whole batch: with one token, blocks are unpacked in
+//   registers, 4 rows per pass; with several, each group of 4 rows is unpacked once into a
+//   per-thread buffer and swept by a micro-kernel of 4 rows x 4 tokens (AVX-512) or
+//   4 x 2 (AVX2). Call it once per weight for all tokens, and give threads row ranges
+//   aligned to 4 (split(rows, parts, i, 4)).
 // - Kernels: AVX-512 VNNI, AVX2 or scalar, chosen once at run time by active_isa()
 //   (TROUPE_CPU_KERNELS caps it); matmul_with_isa picks one explicitly (tests, benchmarks).
 // - Determinism: for a given ISA, the value of out[t, r] depends only on W[r] and token t's
