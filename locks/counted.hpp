@@ -1,0 +1,117 @@
+#pragma once
+// Counted<Lock>: a Lock that counts its own contention. Opt-in per lock instance: the plain
+// locks carry no counters, so "off" costs nothing; Counted<ParkingMutex> is used where the
+// figures are wanted (Guarded<T, Counted<L>>, the bench).
+//
+// Counts acquisitions (exclusive and shared), contended acquisitions (those whose first
+// try_lock failed, so the thread had to wait), and the total and longest wait of the contended
+// ones in nanoseconds of steady_clock. A failed try_lock/try_lock_for counts nothing.
+// Satisfies the same concepts as Lock. Thread-safe; snapshot() may run concurrently with
+// locking and reads each counter atomically (`relaxed`: they are statistics, not
+// synchronization), so a snapshot taken under load may mix counts from adjacent moments.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "locks/concepts.hpp"
+
+namespace troupe {
+
+struct LockStats {
+  std::uint64_t acquisitions = 0;
+  std::uint64_t contended_acquisitions = 0;
+  std::uint64_t total_wait_ns = 0;
+  std::uint64_t longest_wait_ns = 0;
+};
+
+template <Lockable Lock>
+class Counted {
+ public:
+  Counted() = default;
+  Counted(const Counted&) = delete;
+  Counted& operator=(const Counted&) = delete;
+
+  void lock() {
+    if (lock_.try_lock()) return record_uncontended();
+    const auto start = Clock::now();
+    lock_.lock();
+    record_contended(start);
+  }
+
+  bool try_lock() {
+    if (!lock_.try_lock()) return false;
+    record_uncontended();
+    return true;
+  }
+
+  template <class Rep, class Period>
+    requires TimedLockable<Lock>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
+    if (lock_.try_lock()) {
+      record_uncontended();
+      return true;
+    }
+    const auto start = Clock::now();
+    if (!lock_.try_lock_for(timeout)) return false;
+    record_contended(start);
+    return true;
+  }
+
+  void unlock() { lock_.unlock(); }
+
+  void lock_shared()
+    requires SharedLockable<Lock>
+  {
+    if (lock_.try_lock_shared()) return record_uncontended();
+    const auto start = Clock::now();
+    lock_.lock_shared();
+    record_contended(start);
+  }
+
+  bool try_lock_shared()
+    requires SharedLockable<Lock>
+  {
+    if (!lock_.try_lock_shared()) return false;
+    record_uncontended();
+    return true;
+  }
+
+  void unlock_shared()
+    requires SharedLockable<Lock>
+  {
+    lock_.unlock_shared();
+  }
+
+  LockStats snapshot() const noexcept {
+    return {acquisitions_.load(std::memory_order_relaxed),
+            contended_acquisitions_.load(std::memory_order_relaxed),
+            total_wait_ns_.load(std::memory_order_relaxed),
+            longest_wait_ns_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void record_uncontended() noexcept { acquisitions_.fetch_add(1, std::memory_order_relaxed); }
+
+  void record_contended(Clock::time_point start) noexcept {
+    const auto waited = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    acquisitions_.fetch_add(1, std::memory_order_relaxed);
+    contended_acquisitions_.fetch_add(1, std::memory_order_relaxed);
+    total_wait_ns_.fetch_add(waited, std::memory_order_relaxed);
+    std::uint64_t longest = longest_wait_ns_.load(std::memory_order_relaxed);
+    while (waited > longest &&
+           !longest_wait_ns_.compare_exchange_weak(longest, waited, std::memory_order_relaxed)) {
+    }
+  }
+
+  Lock lock_;
+  std::atomic<std::uint64_t> acquisitions_{0};
+  std::atomic<std::uint64_t> contended_acquisitions_{0};
+  std::atomic<std::uint64_t> total_wait_ns_{0};
+  std::atomic<std::uint64_t> longest_wait_ns_{0};
+};
+
+}  // namespace troupe
