@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <numeric>
 #include <sstream>
 #include <unordered_set>
 #include <utility>

@@ -231,6 +231,7 @@ SampleResult Sampler::sample(std::span<float> logits, std::span<const int32_t> h
   if (params_.top_k > 0 && static_cast<std::size_t>(params_.top_k) < n) {
     n = static_cast<std::size_t>(params_.top_k);
     sort_prefix(vocab, n);
+    sorted_ = n;  // the logprobs may have sorted further
     kept_mass = 0.0;
     for (std::size_t i = 0; i < n; ++i) kept_mass += exp_nonpositive(candidates_[i].logit - max_logit);
   }

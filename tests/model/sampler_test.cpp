@@ -178,6 +178,15 @@ TEST(Sampler, TopPRunsOnTheTopKSet) {
   EXPECT_EQ(support(histogram(params, logits, 2000)), std::set<int32_t>{0});
 }
 
+TEST(Sampler, TopKHoldsWhenMoreLogprobsAreReported) {
+  SamplingParams params = with_temperature(1.0f);
+  params.top_k = 2;
+  params.top_p = 0.99f;
+  params.n_logprobs = 4;
+  const auto counts = histogram(params, log_of({0.3, 0.25, 0.2, 0.15, 0.1}), 3000);
+  EXPECT_EQ(support(counts), (std::set<int32_t>{0, 1}));
+}
+
 TEST(Sampler, MinPKeepsTokensWithinAFractionOfTheBest) {
   const auto logits = log_of({0.5, 0.3, 0.15, 0.05});
   SamplingParams params = with_temperature(1.0f);
