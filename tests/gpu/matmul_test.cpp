@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -215,6 +216,22 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTypes,
                                            GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K,
                                            GgmlType::Q5_K, GgmlType::Q6_K),
                          [](const auto& info) { return std::string(traits_of(info.param).name); });
+
+TEST(CpuFeatures, KernelNamesAndTheEnvironmentCap) {
+  EXPECT_EQ(parse_kernel_isa("scalar"), KernelIsa::scalar);
+  EXPECT_EQ(parse_kernel_isa("avx2"), KernelIsa::avx2);
+  EXPECT_EQ(parse_kernel_isa("avx512"), KernelIsa::avx512);
+  EXPECT_THROW(parse_kernel_isa("sse4"), std::invalid_argument);
+  EXPECT_EQ(to_string(KernelIsa::avx2), "avx2");
+  ::setenv("TROUPE_CPU_KERNELS", "scalar", 1);
+  EXPECT_EQ(active_isa(), KernelIsa::scalar);
+  ::setenv("TROUPE_CPU_KERNELS", "avx512", 1);
+  EXPECT_EQ(active_isa(), best_supported_isa());  // never more than the CPU has
+  ::setenv("TROUPE_CPU_KERNELS", "fast", 1);
+  EXPECT_THROW(active_isa(), std::invalid_argument);
+  ::unsetenv("TROUPE_CPU_KERNELS");
+  EXPECT_EQ(active_isa(), best_supported_isa());
+}
 
 TEST(Matmul, SaysWhichInputEachTypeReads) {
   EXPECT_TRUE(matmul_uses_q8(GgmlType::Q4_1));
