@@ -10,68 +10,134 @@ namespace troupe {
 
 namespace {
 
-float dot_half(const float* q, const uint16_t* k, int n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+size_t padded8(int n) { return size_t(n + 7) / 8 * 8; }
+
+void half_rows_to_float(const uint16_t* src, float* dst, int n) {
   int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::load_half8(k + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), simd::load_half8(k + i + 8), a1);
-  }
-  for (; i + 8 <= n; i += 8)
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::load_half8(k + i), a0);
-  float sum = simd::hsum(_mm256_add_ps(a0, a1));
-  for (; i < n; ++i) sum += q[i] * simd::half_to_float(k[i]);
-  return sum;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, simd::load_half8(src + i));
+  for (; i < n; ++i) dst[i] = simd::half_to_float(src[i]);
 }
 
-// acc = acc * keep + p * v
-void scale_add_half(float* acc, float keep, float p, const uint16_t* v, int n) {
-  const __m256 vk = _mm256_set1_ps(keep), vp = _mm256_set1_ps(p);
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(vp, simd::load_half8(v + i),
-                                              _mm256_mul_ps(_mm256_loadu_ps(acc + i), vk)));
-  for (; i < n; ++i) acc[i] = acc[i] * keep + p * simd::half_to_float(v[i]);
+// scores[s] = scale * q . k[s] for s < n_slots (k: n_slots rows of dim floats). Four slots
+// at a time share the q loads and one combined horizontal reduction.
+void dot_rows(const float* q, const float* k, int dim, int n_slots, float scale, float* scores) {
+  const int vec_dim = dim / 8 * 8;
+  int s = 0;
+  for (; s + 4 <= n_slots; s += 4) {
+    const float* k0 = k + size_t(s) * dim;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < vec_dim; c += 8) {
+      const __m256 qc = _mm256_loadu_ps(q + c);
+      a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + c), a0);
+      a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + dim + c), a1);
+      a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 2 * dim + c), a2);
+      a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 3 * dim + c), a3);
+    }
+    const __m256 pairs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m128 sums = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+    alignas(16) float out[4];
+    _mm_store_ps(out, sums);
+    for (int r = 0; r < 4; ++r) {
+      float tail = 0;
+      for (int c = vec_dim; c < dim; ++c) tail += q[c] * k0[size_t(r) * dim + c];
+      scores[s + r] = (out[r] + tail) * scale;
+    }
+  }
+  for (; s < n_slots; ++s) {
+    const float* ks = k + size_t(s) * dim;
+    __m256 a = _mm256_setzero_ps();
+    for (int c = 0; c < vec_dim; c += 8)
+      a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(ks + c), a);
+    float sum = simd::hsum(a);
+    for (int c = vec_dim; c < dim; ++c) sum += q[c] * ks[c];
+    scores[s] = sum * scale;
+  }
+}
+
+// out = out * keep + sum_s p[s] * v[s] over s < n_slots (v: rows of dim floats).
+void accumulate_rows(float* out, float keep, const float* p, const float* v, int dim,
+                     int n_slots) {
+  const __m256 vk = _mm256_set1_ps(keep);
+  int c = 0;
+  for (; c + 8 <= dim; c += 8) {
+    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(out + c), vk);
+    for (int s = 0; s < n_slots; ++s)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[s]), _mm256_loadu_ps(v + size_t(s) * dim + c), acc);
+    _mm256_storeu_ps(out + c, acc);
+  }
+  for (; c < dim; ++c) {
+    float acc = out[c] * keep;
+    for (int s = 0; s < n_slots; ++s) acc += p[s] * v[size_t(s) * dim + c];
+    out[c] = acc;
+  }
+}
+
+// One query's online-softmax update with the first n_slots positions of a block.
+void attend_block(const float* q, const float* k, const float* v, int dim, int n_slots,
+                  float scale, float& max_score, float& denom, float* out, float* scores) {
+  dot_rows(q, k, dim, n_slots, scale, scores);
+  float block_max = max_score;
+  for (int s = 0; s < n_slots; ++s) block_max = std::max(block_max, scores[s]);
+  const float keep = block_max > max_score ? std::exp(max_score - block_max) : 1.0f;
+  max_score = block_max;
+
+  const __m256 m = _mm256_set1_ps(max_score);
+  std::fill(scores + n_slots, scores + padded8(n_slots), max_score);
+  for (int s = 0; s < n_slots; s += 8)
+    _mm256_storeu_ps(scores + s, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(scores + s), m)));
+  denom *= keep;
+  for (int s = 0; s < n_slots; ++s) denom += scores[s];
+  accumulate_rows(out, keep, scores, v, dim, n_slots);
 }
 
 }  // namespace
 
+size_t attention_scratch_floats(const KvShape& shape, int max_queries) {
+  const size_t block = size_t(shape.block_tokens) * size_t(shape.head_dim);
+  return 2 * block + padded8(shape.block_tokens) + 2 * size_t(max_queries);
+}
+
 void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
-            int32_t n_pos, const float* q, float scale, float* out, float* scratch) {
-  const int head_dim = kv.shape().head_dim;
+            int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
+            float scale, float* out, float* scratch) {
+  const int dim = kv.shape().head_dim;
   const int block_tokens = kv.block_tokens();
-  float max_score = -std::numeric_limits<float>::infinity();
-  float denom = 0.0f;
-  std::fill(out, out + head_dim, 0.0f);
+  const int n_queries = n_tokens * n_heads;
+  float* k_block = scratch;
+  float* v_block = k_block + size_t(block_tokens) * dim;
+  float* scores = v_block + size_t(block_tokens) * dim;
+  float* max_score = scores + padded8(block_tokens);
+  float* denom = max_score + n_queries;
+  std::fill(max_score, max_score + n_queries, -std::numeric_limits<float>::infinity());
+  std::fill(denom, denom + n_queries, 0.0f);
+  for (int i = 0; i < n_tokens; ++i)
+    std::fill(out + size_t(i) * row_stride, out + size_t(i) * row_stride + size_t(n_heads) * dim,
+              0.0f);
 
-  for (int32_t first = 0, b = 0; first < n_pos; first += block_tokens, ++b) {
-    const int n_slots = int(std::min<int32_t>(block_tokens, n_pos - first));
-    const uint16_t* k = kv.k_rows(layer, block_table[size_t(b)], kv_head);
-    const uint16_t* v = kv.v_rows(layer, block_table[size_t(b)], kv_head);
-
-    float block_max = max_score;
-    for (int s = 0; s < n_slots; ++s) {
-      scratch[s] = dot_half(q, k + size_t(s) * head_dim, head_dim) * scale;
-      block_max = std::max(block_max, scratch[s]);
-    }
-    // Rescale what was accumulated under the old maximum (once per block, folded into the
-    // first slot's update).
-    float keep = block_max > max_score ? std::exp(max_score - block_max) : 1.0f;
-    max_score = block_max;
-    denom *= keep;
-
-    const __m256 m = _mm256_set1_ps(max_score);
-    std::fill(scratch + n_slots, scratch + attention_scratch_floats(n_slots), max_score);
-    for (int s = 0; s < n_slots; s += 8)
-      _mm256_storeu_ps(scratch + s, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(scratch + s), m)));
-    for (int s = 0; s < n_slots; ++s) {
-      denom += scratch[s];
-      scale_add_half(out, keep, scratch[s], v + size_t(s) * head_dim, head_dim);
-      keep = 1.0f;
+  const int32_t end_pos = first_pos + n_tokens;  // one past the last position read
+  for (int32_t start = 0, b = 0; start < end_pos; start += block_tokens, ++b) {
+    const int block_slots = int(std::min<int32_t>(block_tokens, end_pos - start));
+    const int32_t block = block_table[size_t(b)];
+    half_rows_to_float(kv.k_rows(layer, block, kv_head), k_block, block_slots * dim);
+    half_rows_to_float(kv.v_rows(layer, block, kv_head), v_block, block_slots * dim);
+    // Token i sees positions [0, first_pos + i]: tokens before first_seer end before start.
+    const int first_seer = std::max(0, int(start - first_pos));
+    for (int i = first_seer; i < n_tokens; ++i) {
+      const int n_slots = int(std::min<int32_t>(block_tokens, first_pos + i + 1 - start));
+      for (int j = 0; j < n_heads; ++j) {
+        const size_t at = size_t(i) * row_stride + size_t(j) * dim;
+        const int query = i * n_heads + j;
+        attend_block(q + at, k_block, v_block, dim, n_slots, scale, max_score[query],
+                     denom[query], out + at, scores);
+      }
     }
   }
-  const float inv = 1.0f / denom;
-  for (int i = 0; i < head_dim; ++i) out[i] *= inv;
+  for (int i = 0; i < n_tokens; ++i)
+    for (int j = 0; j < n_heads; ++j) {
+      float* o = out + size_t(i) * row_stride + size_t(j) * dim;
+      const float inv = 1.0f / denom[i * n_heads + j];
+      for (int c = 0; c < dim; ++c) o[c] *= inv;
+    }
 }
 
 }  // namespace troupe

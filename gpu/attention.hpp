@@ -1,10 +1,16 @@
-// Causal attention of one query vector over the K/V a sequence has in the KvPool, read
-// through its block table: out = softmax(scale * q . K[p]) V[p] over positions p < n_pos.
-// Online softmax in f32, block by block, in position order; the result depends only on q and
-// the K/V cells read, never on which thread or batch runs it.
-// Thread safety: reads the pool only; distinct outputs may be computed concurrently.
+// Causal attention of one sequence's query vectors over the K/V it has in the KvPool, read
+// through its block table. The queries are n_tokens consecutive tokens (token i at position
+// first_pos + i, which attends to positions [0, first_pos + i]) times n_heads query heads
+// that share the KV head kv_head (grouped-query attention):
+//   out(i, j) = softmax_p(scale * q(i, j) . K[p]) V[p]
+// Each K/V block is converted to f32 once and used by every query of the call; each query
+// runs an online softmax in f32, block by block in position order, so its result depends
+// only on its own vector, its position and the K/V cells: not on the other queries of the
+// call, nor on the thread that runs it.
+// Thread safety: reads the pool only; calls with distinct outputs may run concurrently.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -12,11 +18,14 @@
 
 namespace troupe {
 
-// Floats of scratch attend() needs: the scores of one block, padded to 8.
-inline int attention_scratch_floats(int block_tokens) { return (block_tokens + 7) / 8 * 8; }
+// Floats of scratch one attend() call needs for up to max_queries (n_tokens * n_heads).
+size_t attention_scratch_floats(const KvShape& shape, int max_queries);
 
-// q and out: head_dim floats (out must not alias q). n_pos >= 1 and the table covers n_pos.
+// Query (i, j) is the head_dim floats at q + i * row_stride + j * head_dim, and its result
+// goes to the same place in out (out must not overlap q). first_pos >= 0, the table covers
+// [0, first_pos + n_tokens).
 void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
-            int32_t n_pos, const float* q, float scale, float* out, float* scratch);
+            int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
+            float scale, float* out, float* scratch);
 
 }  // namespace troupe

@@ -53,38 +53,86 @@ struct Fixture {
   }
 };
 
-TEST(Attention, MatchesASoftmaxOverThePagedCache) {
-  for (int block_tokens : {16, 5}) {
-    for (int head_dim : {64, 12}) {
-      for (int n_pos : {1, 4, 5, 16, 17, 40}) {
-        Fixture f(block_tokens, head_dim, n_pos);
-        std::mt19937 rng(7);
-        std::normal_distribution<float> dist(0.0f, 1.0f);
-        const size_t dims = static_cast<size_t>(head_dim);
-        std::vector<float> q(dims), out(dims);
-        for (float& x : q) x = dist(rng);
-        std::vector<float> scratch(size_t(attention_scratch_floats(block_tokens)));
-        const double scale = 1.0 / std::sqrt(double(head_dim));
-        for (int layer = 0; layer < 2; ++layer)
-          for (int kv_head = 0; kv_head < 2; ++kv_head) {
-            attend(f.pool, layer, kv_head, f.table, n_pos, q.data(), float(scale), out.data(),
-                   scratch.data());
-            const std::vector<double> expected = f.reference(layer, kv_head, n_pos, q, scale);
-            for (int i = 0; i < head_dim; ++i)
-              ASSERT_NEAR(out[size_t(i)], expected[size_t(i)], 2e-5)
-                  << "block " << block_tokens << " dim " << head_dim << " positions " << n_pos
-                  << " layer " << layer << " head " << kv_head << " element " << i;
-          }
-      }
+std::vector<float> random_queries(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> q(n);
+  for (float& x : q) x = dist(rng);
+  return q;
+}
+
+// One call covering n_tokens tokens x n_heads heads, each query against the double reference.
+void check_against_reference(int block_tokens, int head_dim, int32_t first_pos, int n_tokens,
+                             int n_heads) {
+  const int32_t n_pos = first_pos + n_tokens;
+  Fixture f(block_tokens, head_dim, n_pos);
+  const size_t row_stride = size_t(n_heads) * head_dim + 5;  // rows padded: stride is honoured
+  const std::vector<float> q = random_queries(row_stride * n_tokens, uint32_t(n_pos));
+  std::vector<float> out(q.size(), -7.0f);
+  std::vector<float> scratch(attention_scratch_floats(f.shape, n_tokens * n_heads));
+  const double scale = 1.0 / std::sqrt(double(head_dim));
+  for (int layer = 0; layer < 2; ++layer)
+    for (int kv_head = 0; kv_head < 2; ++kv_head) {
+      attend(f.pool, layer, kv_head, f.table, first_pos, n_tokens, n_heads, q.data(), row_stride,
+             float(scale), out.data(), scratch.data());
+      for (int i = 0; i < n_tokens; ++i)
+        for (int j = 0; j < n_heads; ++j) {
+          const size_t at = size_t(i) * row_stride + size_t(j) * head_dim;
+          const std::vector<float> query(q.begin() + ptrdiff_t(at),
+                                         q.begin() + ptrdiff_t(at) + head_dim);
+          const std::vector<double> expected =
+              f.reference(layer, kv_head, first_pos + i + 1, query, scale);
+          for (int c = 0; c < head_dim; ++c)
+            ASSERT_NEAR(out[at + size_t(c)], expected[size_t(c)], 2e-5)
+                << "block " << block_tokens << " dim " << head_dim << " first " << first_pos
+                << " token " << i << " head " << j << " layer " << layer << " kv head "
+                << kv_head << " element " << c;
+        }
+      // The padding between rows is not written.
+      for (int i = 0; i < n_tokens; ++i)
+        for (size_t c = size_t(n_heads) * head_dim; c < row_stride; ++c)
+          ASSERT_EQ(out[size_t(i) * row_stride + c], -7.0f);
     }
-  }
+}
+
+TEST(Attention, OneQueryMatchesASoftmaxOverThePagedCache) {
+  for (int block_tokens : {16, 5})
+    for (int head_dim : {64, 12})
+      for (int32_t n_pos : {1, 4, 5, 16, 17, 40})
+        check_against_reference(block_tokens, head_dim, n_pos - 1, 1, 1);
+}
+
+TEST(Attention, TokensAndGroupedHeadsInOneCall) {
+  check_against_reference(16, 64, 0, 37, 3);   // a prefill from position 0
+  check_against_reference(16, 64, 21, 9, 3);   // a later chunk, starting mid-block
+  check_against_reference(5, 12, 3, 14, 2);    // odd sizes everywhere
+  check_against_reference(4, 16, 30, 1, 8);    // one decode token, a wide group
+}
+
+// Each query's result depends on itself alone: computing it in a call with other tokens and
+// heads gives the same bits as computing it alone.
+TEST(Attention, AQueryIsIndependentOfItsCompanions) {
+  Fixture f(16, 64, 50);
+  const size_t row_stride = 3 * 64;
+  const std::vector<float> q = random_queries(row_stride * 20, 3);
+  std::vector<float> together(q.size()), alone(q.size());
+  std::vector<float> scratch(attention_scratch_floats(f.shape, 60));
+  attend(f.pool, 1, 1, f.table, 30, 20, 3, q.data(), row_stride, 0.125f, together.data(),
+         scratch.data());
+  for (int i = 0; i < 20; ++i)
+    for (int j = 0; j < 3; ++j) {
+      const size_t at = size_t(i) * row_stride + size_t(j) * 64;
+      attend(f.pool, 1, 1, f.table, 30 + i, 1, 1, q.data() + at, row_stride, 0.125f,
+             alone.data() + at, scratch.data());
+    }
+  EXPECT_EQ(together, alone);
 }
 
 TEST(Attention, OnePositionReturnsItsValue) {
   Fixture f(16, 8, 1);
   std::vector<float> q(8, 0.5f), out(8), k(16), v(16);
-  std::vector<float> scratch(size_t(attention_scratch_floats(16)));
-  attend(f.pool, 1, 1, f.table, 1, q.data(), 0.3f, out.data(), scratch.data());
+  std::vector<float> scratch(attention_scratch_floats(f.shape, 1));
+  attend(f.pool, 1, 1, f.table, 0, 1, 1, q.data(), 8, 0.3f, out.data(), scratch.data());
   f.pool.load(1, f.table, 0, k.data(), v.data());
   for (int i = 0; i < 8; ++i) EXPECT_EQ(out[size_t(i)], v[size_t(8 + i)]);
 }
@@ -92,12 +140,12 @@ TEST(Attention, OnePositionReturnsItsValue) {
 TEST(Attention, ReadsOnlyThePositionsItIsGiven) {
   Fixture f(4, 8, 12);
   std::vector<float> q(8, 0.25f), before(8), after(8), k(16), v(16, 1000.0f);
-  std::vector<float> scratch(size_t(attention_scratch_floats(4)));
-  attend(f.pool, 0, 0, f.table, 9, q.data(), 0.3f, before.data(), scratch.data());
-  // A huge value at position 9 (outside [0, 9)) must not change the result.
+  std::vector<float> scratch(attention_scratch_floats(f.shape, 1));
+  attend(f.pool, 0, 0, f.table, 8, 1, 1, q.data(), 8, 0.3f, before.data(), scratch.data());
+  // A huge value at position 9 (after the query's position 8) must not change the result.
   for (float& x : k) x = 50.0f;
   f.pool.store(0, f.table, 9, k.data(), v.data());
-  attend(f.pool, 0, 0, f.table, 9, q.data(), 0.3f, after.data(), scratch.data());
+  attend(f.pool, 0, 0, f.table, 8, 1, 1, q.data(), 8, 0.3f, after.data(), scratch.data());
   EXPECT_EQ(before, after);
 }
 

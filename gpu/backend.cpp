@@ -1,0 +1,57 @@
+#include "gpu/backend.hpp"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "gpu/cpu_backend.hpp"
+#include "gpu/kv_pool.hpp"
+
+namespace troupe {
+
+std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOptions& options) {
+  if (options.name == "cpu") return make_cpu_backend(desc, options);
+  throw std::invalid_argument("unknown backend '" + options.name + "' (available: cpu)");
+}
+
+namespace {
+
+[[noreturn]] void reject(const SeqStep& seq, const std::string& what) {
+  throw std::invalid_argument("batch entry for sequence " + std::to_string(seq.seq_id) + ": " +
+                              what);
+}
+
+}  // namespace
+
+void validate_batch(std::span<const SeqStep> batch, const ModelDesc& desc, const KvPool& kv,
+                    int max_batch_tokens) {
+  int64_t total = 0;
+  for (const SeqStep& seq : batch) {
+    if (seq.tokens.empty()) reject(seq, "no tokens");
+    if (seq.n_past < 0) reject(seq, "n_past is negative (" + std::to_string(seq.n_past) + ")");
+    total += int64_t(seq.tokens.size());
+    if (total > max_batch_tokens)
+      throw std::invalid_argument("batch has more than " + std::to_string(max_batch_tokens) +
+                                  " tokens (the backend's max batch tokens)");
+    for (int32_t id : seq.tokens)
+      if (id < 0 || uint32_t(id) >= desc.n_vocab)
+        reject(seq, "token " + std::to_string(id) + " is outside the vocabulary [0, " +
+                        std::to_string(desc.n_vocab) + ")");
+    const int64_t end = int64_t(seq.n_past) + int64_t(seq.tokens.size());
+    if (end > INT32_MAX) reject(seq, "positions overflow int32");
+    const int64_t blocks_needed = (end + kv.block_tokens() - 1) / kv.block_tokens();
+    if (int64_t(seq.block_table.size()) < blocks_needed)
+      reject(seq, "block table has " + std::to_string(seq.block_table.size()) +
+                      " blocks; positions [0, " + std::to_string(end) + ") need " +
+                      std::to_string(blocks_needed));
+    for (int64_t b = 0; b < blocks_needed; ++b) {
+      const int32_t block = seq.block_table[size_t(b)];
+      if (block < 0 || block >= kv.n_blocks())
+        reject(seq, "block table entry " + std::to_string(b) + " is block " +
+                        std::to_string(block) + ", outside the pool [0, " +
+                        std::to_string(kv.n_blocks()) + ")");
+    }
+  }
+}
+
+}  // namespace troupe

@@ -1,0 +1,66 @@
+// The Backend interface: one forward step for a batch of sequences over paged KV memory.
+// Each sequence brings its new tokens (a prefill chunk or one decode token), the position of
+// the first of them and its block table; the backend writes their K/V into its KvPool through
+// that table and returns the logits of each sequence's last token when asked.
+// Thread safety: one step at a time per backend (step() is not reentrant; callers serialise
+// it); desc() and name() may be read from any thread. kv() hands out the pool for the caller
+// to manage between steps, never during one.
+// Ownership: the backend borrows the model (the ModelDesc and the mapped file it points
+// into), which must outlive it; it owns its KvPool, its threads and its scratch memory.
+// Units: tokens are vocabulary ids, positions count tokens from 0, logits are raw f32 scores.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "model/model_desc.hpp"
+
+namespace troupe {
+
+class KvPool;
+
+struct SeqStep {
+  uint64_t seq_id = 0;                   // the caller's id; for error messages only
+  std::span<const int32_t> tokens;       // new tokens: a prefill chunk or one decode token
+  int32_t n_past = 0;                    // position of tokens[0]; K/V of [0, n_past) exist
+  std::span<const int32_t> block_table;  // physical KV blocks covering [0, n_past + tokens.size())
+  bool want_logits = false;              // logits of the last of tokens
+};
+
+struct BackendOptions {
+  std::string name = "cpu";
+  int threads = 1;               // compute threads (--backend-threads); 0: all hardware threads
+  int max_batch_tokens = 512;    // most tokens (all sequences together) one step may carry
+  int kv_block_tokens = 16;      // tokens per KV block
+  int64_t kv_blocks = 0;         // KV blocks in the pool; 0: as many as kv_bytes allows
+  uint64_t kv_bytes = 256ull << 20;  // KV budget in bytes when kv_blocks is 0
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const ModelDesc& desc() const = 0;
+  virtual std::string name() const = 0;
+  virtual KvPool& kv() = 0;
+  virtual int max_batch_tokens() const = 0;
+
+  // Runs one step. logits receives one row of desc().n_vocab floats per entry with
+  // want_logits, in batch order. Throws std::invalid_argument (naming the sequence) for a
+  // malformed batch: no tokens, too many tokens in all, a token outside the vocabulary, a
+  // negative n_past, or a block table too short or naming a block outside the pool. A batch
+  // that throws has changed no KV memory.
+  virtual void step(std::span<const SeqStep> batch, float* logits) = 0;
+};
+
+// The backend named options.name ("cpu"). Throws std::invalid_argument for an unknown name
+// or unusable options (the message lists what is accepted).
+std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOptions& options);
+
+// The checks step() promises, shared by every backend; throws as step() documents.
+void validate_batch(std::span<const SeqStep> batch, const ModelDesc& desc, const KvPool& kv,
+                    int max_batch_tokens);
+
+}  // namespace troupe
