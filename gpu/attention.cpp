@@ -54,17 +54,27 @@ void dot_rows(const float* q, const float* k, int dim, int n_slots, float scale,
   }
 }
 
+// out[0, 8 * N) = out * keep + sum_s p[s] * v[s][0, 8 * N): N independent FMA chains.
+template <int N>
+void accumulate_columns(float* out, float keep, const float* p, const float* v, int dim,
+                        int n_slots) {
+  const __m256 vk = _mm256_set1_ps(keep);
+  __m256 acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = _mm256_mul_ps(_mm256_loadu_ps(out + 8 * i), vk);
+  for (int s = 0; s < n_slots; ++s) {
+    const __m256 ps = _mm256_set1_ps(p[s]);
+    const float* row = v + size_t(s) * dim;
+    for (int i = 0; i < N; ++i) acc[i] = _mm256_fmadd_ps(ps, _mm256_loadu_ps(row + 8 * i), acc[i]);
+  }
+  for (int i = 0; i < N; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
 // out = out * keep + sum_s p[s] * v[s] over s < n_slots (v: rows of dim floats).
 void accumulate_rows(float* out, float keep, const float* p, const float* v, int dim,
                      int n_slots) {
-  const __m256 vk = _mm256_set1_ps(keep);
   int c = 0;
-  for (; c + 8 <= dim; c += 8) {
-    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(out + c), vk);
-    for (int s = 0; s < n_slots; ++s)
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[s]), _mm256_loadu_ps(v + size_t(s) * dim + c), acc);
-    _mm256_storeu_ps(out + c, acc);
-  }
+  for (; c + 64 <= dim; c += 64) accumulate_columns<8>(out + c, keep, p, v + c, dim, n_slots);
+  for (; c + 8 <= dim; c += 8) accumulate_columns<1>(out + c, keep, p, v + c, dim, n_slots);
   for (; c < dim; ++c) {
     float acc = out[c] * keep;
     for (int s = 0; s < n_slots; ++s) acc += p[s] * v[size_t(s) * dim + c];
