@@ -163,6 +163,7 @@ Vocab Vocab::from_spec(VocabSpec spec) {
       throw TokenizerError("tokenizer.ggml.pre '" + spec.pre + "' is not a pre-tokenizer troupe knows (" +
                            std::string(known_bpe_pretokenizer_names()) + ")");
     d->pre = *pre;
+    d->merge_ranks.reserve(spec.merges.size());
     for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
       const std::string& merge = spec.merges[rank];
       const std::size_t space = merge.find(' ', 1);

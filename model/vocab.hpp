@@ -4,7 +4,8 @@
 // unless the file says otherwise, end-of-generation and fill-in-the-middle tokens found by
 // their text (<|im_end|>, <|eot_id|>, <end_of_turn>, <fim_pad>, ...) and typed as control.
 // Immutable after construction: share it freely between threads. Loading throws
-// TokenizerError naming the key that is missing, of the wrong size or unsupported.
+// TokenizerError naming the key that is missing, of the wrong size or unsupported (and the
+// GgufFile getters' GgufError for a key of the wrong type).
 #pragma once
 
 #include <cstddef>
