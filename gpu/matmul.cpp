@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gpu/matmul_kernels.hpp"
+#include "gpu/matmul_packed_kernels.hpp"
 
 namespace troupe {
 
@@ -62,6 +63,23 @@ void run_k_quant(KernelIsa isa, const matmul_detail::Job& job) {
   }
 }
 
+void run_packed_kernel(KernelIsa isa, const matmul_detail::PackedJob& job) {
+  switch (isa) {
+    case KernelIsa::avx512: return matmul_detail::run_packed_avx512(job);
+    case KernelIsa::avx2: return matmul_detail::run_packed_avx2(job);
+    case KernelIsa::scalar: return matmul_detail::run_packed_scalar(job);
+  }
+}
+
+void check_packed_copy(const WeightView& w) {
+  const PackedMatrix& p = *w.packed;
+  if (p.type() != w.type || p.rows() != w.rows || p.cols() != w.cols)
+    throw std::invalid_argument("matmul: the packed copy (" + std::string(traits_of(p.type()).name) +
+                                ", " + std::to_string(p.rows()) + " x " + std::to_string(p.cols()) +
+                                ") is not of this weight (" + std::string(traits_of(w.type).name) +
+                                ", " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + ")");
+}
+
 }  // namespace
 
 bool matmul_supports(GgmlType type) {
@@ -106,8 +124,11 @@ void matmul_with_isa(KernelIsa isa, const WeightView& w, const float* x, const B
     throw std::invalid_argument("matmul: " + std::string(traits.name) +
                                 (matmul_uses_q8(w.type) ? " weights need the Q8 activations"
                                                         : " weights need the float activations"));
+  if (w.packed != nullptr) check_packed_copy(w);
   if (n_tokens == 0 || row_begin == row_end) return;
   if (isa > best_supported_isa()) isa = best_supported_isa();
+  if (w.packed != nullptr)
+    return run_packed_kernel(isa, {*w.packed, xq, n_tokens, out, out_stride, row_begin, row_end});
   const matmul_detail::Job job{w, x, xq, n_tokens, out, out_stride, row_begin, row_end};
   if (is_k_quant(w.type)) return run_k_quant(isa, job);
   run_kernel(isa, job);

@@ -12,21 +12,29 @@
 //   per-thread buffer and swept by a micro-kernel of 4 rows x 4 tokens (AVX-512) or
 //   4 x 2 (AVX2). Call it once per weight for all tokens, and give threads row ranges
 //   aligned to 4 (split(rows, parts, i, 4)).
+// - Packed weights: when w.packed points at pack(w) (gpu/packed_matrix.hpp; Q4_0, Q4_1, Q8_0),
+//   the packed kernels run instead: 16 rows per SIMD register, tiles of up to 8 tokens
+//   (AVX-512) or 4 (AVX2) per weight load. Give threads row ranges aligned to
+//   kPackedGroupRows (16); other ranges are correct but recompute the shared group.
+//   Their results are bit-identical across scalar, AVX2 and AVX-512 (integer block sums,
+//   then the same float operations in the same order) and agree with the unpacked kernels
+//   within float rounding.
 // - Kernels: AVX-512 VNNI, AVX2 or scalar, chosen once at run time by active_isa()
 //   (TROUPE_CPU_KERNELS caps it); matmul_with_isa picks one explicitly (tests, benchmarks).
 // - Determinism: for a given ISA, the value of out[t, r] depends only on W[r] and token t's
 //   inputs: not on row_begin/row_end, the thread count, n_tokens or the token's position in
-//   the batch (bit-identical). Different ISAs agree within float rounding.
+//   the batch (bit-identical). Different ISAs agree within float rounding (packed: exactly).
 // - Thread safety: calls on disjoint output rows may run concurrently; scratch buffers are
 //   per thread and grow only when a larger shape is first seen (no steady-state allocation).
 // - Errors: std::invalid_argument for an unsupported type, cols not a multiple of the block
-//   size, a bad row range or a missing input.
+//   size, a bad row range, a missing input, or a packed copy of another shape or type.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "gpu/cpu_features.hpp"
+#include "gpu/packed_matrix.hpp"
 #include "gpu/quant.hpp"
 #include "model/ggml_types.hpp"
 
@@ -38,6 +46,7 @@ struct WeightView {
   int64_t rows;
   int64_t cols;  // elements per row
   size_t row_bytes;
+  const PackedMatrix* packed = nullptr;  // not owned; set by PackedWeights::attach
 };
 
 void matmul(const WeightView& w, const float* x, const BlockQ8* xq, int64_t n_tokens,
