@@ -135,26 +135,9 @@ po::variables_map parse_options(const po::options_description& description,
 
 bool help_requested(const po::variables_map& values) { return values.count("help") > 0; }
 
-std::filesystem::path default_model_path() {
-  const char* model_dir = std::getenv("TROUPE_MODEL_DIR");
-  std::filesystem::path directory;
-  if (model_dir && *model_dir) {
-    directory = model_dir;
-  } else {
-    const char* cache = std::getenv("XDG_CACHE_HOME");
-    const char* home = std::getenv("HOME");
-    if (cache && *cache)
-      directory = cache;
-    else
-      directory = std::filesystem::path(home && *home ? home : ".") / ".cache";
-    directory /= "troupe/models";
-  }
-  return directory / "SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
 void add_model_options(po::options_description& description) {
   description.add_options()
-      ("model", po::value<std::string>()->value_name("PATH")
+      ("model,m", po::value<std::string>()->value_name("PATH")
                     ->default_value(default_model_path().string()),
        "GGUF model file")
       ("backend", po::value<std::string>()->value_name("NAME")->default_value("cpu"),

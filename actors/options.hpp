@@ -21,6 +21,7 @@
 #include <boost/program_options.hpp>
 
 #include "locks/sync_mode.hpp"
+#include "model/default_model.hpp"
 
 namespace troupe {
 
@@ -66,9 +67,6 @@ struct ModelOptions {
   std::string backend;           // "cpu", "cuda" or "sim"
   int backend_threads = 0;       // compute pool size; 0: one per logical core
 };
-// $TROUPE_MODEL_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/troupe/models, plus the file name
-// of the default model: the path scripts/fetch-model prints.
-std::filesystem::path default_model_path();
 void add_model_options(boost::program_options::options_description& description);
 ModelOptions read_model_options(const boost::program_options::variables_map& values);
 

@@ -2,6 +2,8 @@
 // HuggingFaceTB/SmolLM2-135M-Instruct) and on tiny generated models, plus every refusal.
 #include <gtest/gtest.h>
 
+#include "model/default_model.hpp"
+
 #include <filesystem>
 
 #include "model/model_desc.hpp"
@@ -45,8 +47,8 @@ void expect_refused(const GgufWriter& writer, const std::string& fragment) {
 }
 
 TEST(ModelDesc, SmolLM2) {
-  const std::string path = test::default_model_path();
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent: run scripts/fetch-model";
+  const std::string path = default_model_path().string();
+  if (!std::filesystem::exists(path)) FAIL() << path << " absent: run scripts/fetch-model (make test does)";
   const GgufFile file = GgufFile::open(path);
   const ModelDesc d = ModelDesc::from_gguf(file);
   EXPECT_EQ(d.architecture, "llama");

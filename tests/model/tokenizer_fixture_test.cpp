@@ -7,6 +7,8 @@
 // streaming them through a Detokenizer must give the same text as decoding them at once.
 #include <gtest/gtest.h>
 
+#include "model/default_model.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -46,7 +48,7 @@ nlohmann::json read_json(const fs::path& path) {
 // nullopt when the model is not on this machine (only the default model can be absent).
 std::optional<Tokenizer> tokenizer_for(const std::string& model) {
   if (model == "smollm2") {
-    const std::string path = test::default_model_path();
+    const std::string path = default_model_path().string();
     if (!fs::exists(path)) return std::nullopt;
     return Tokenizer::from_gguf(GgufFile::open(path));
   }
@@ -67,7 +69,7 @@ TEST_P(TokenizerFixture, MatchesLlamaCpp) {
   const nlohmann::json fixture = read_json(fixture_dir() / GetParam());
   const std::string model = fixture.at("model").get<std::string>();
   const std::optional<Tokenizer> tok = tokenizer_for(model);
-  if (!tok) GTEST_SKIP() << test::default_model_path() << " absent: run scripts/fetch-model";
+  if (!tok) FAIL() << default_model_path().string() << " absent: run scripts/fetch-model (make test does)";
   const bool gpt2 = tok->vocab().kind() == VocabKind::Gpt2;
   ASSERT_FALSE(fixture.at("cases").empty());
   for (const nlohmann::json& c : fixture.at("cases")) {

@@ -5,6 +5,8 @@
 // punctuation, Unicode, special-token text, one long word and one long run of spaces.
 #include <gtest/gtest.h>
 
+#include "model/default_model.hpp"
+
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
@@ -73,8 +75,8 @@ TEST(TokenizerSpeed, Gpt2IsNearLinear) { expect_near_linear(tiny_tokenizer(test:
 TEST(TokenizerSpeed, SentencepieceIsNearLinear) { expect_near_linear(tiny_tokenizer(test::TinyVocab::Spm)); }
 
 TEST(TokenizerSpeed, SmolLM2IsNearLinear) {
-  const std::string path = test::default_model_path();
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent: run scripts/fetch-model";
+  const std::string path = default_model_path().string();
+  if (!std::filesystem::exists(path)) FAIL() << path << " absent: run scripts/fetch-model (make test does)";
   expect_near_linear(Tokenizer::from_gguf(GgufFile::open(path)));
 }
 

@@ -28,13 +28,5 @@ ScratchFile::~ScratchFile() { ::unlink(path_.c_str()); }
 
 void ScratchFile::write(std::span<const uint8_t> bytes) const { write_file(path_, bytes); }
 
-std::string default_model_path() {
-  const std::string name = "/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (const char* dir = std::getenv("TROUPE_MODEL_DIR"); dir && *dir) return dir + name;
-  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache)
-    return cache + ("/troupe/models" + name);
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.cache/troupe/models" + name;
-}
 
 }  // namespace troupe::test

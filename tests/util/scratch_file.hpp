@@ -24,8 +24,5 @@ class ScratchFile {
   std::string path_;
 };
 
-// The default model, as scripts/fetch-model places it: $TROUPE_MODEL_DIR, else
-// ${XDG_CACHE_HOME:-$HOME/.cache}/troupe/models, + SmolLM2-135M-Instruct.Q4_1.gguf.
-std::string default_model_path();
 
 }  // namespace troupe::test
