@@ -1,16 +1,22 @@
 // troupe-kernel-bench: single-thread matmul throughput per kernel set (AVX2 vs AVX-512 VNNI,
-// interleaved A B A B in one run; medians and spread over rounds), and thread-pool dispatch
-// latency. Weights are random, well-formed blocks. Usage: troupe-kernel-bench [rounds]
+// unpacked vs packed weights, interleaved A B C D in one run; medians and spread over rounds)
+// for the SmolLM2-135M shapes at 1..32 tokens, with the weights hot in cache and streamed
+// from memory (as in a decode step), and thread-pool dispatch latency. Weights are random,
+// well-formed blocks.
+// Usage: troupe-kernel-bench [rounds] [shape label filter, e.g. ffn_up]
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gpu/matmul.hpp"
+#include "gpu/packed_matrix.hpp"
 #include "gpu/thread_pool.hpp"
 
 namespace {
@@ -66,11 +72,32 @@ Stats stats_of(std::vector<double> v) {
   return {v[v.size() / 2], v.front(), v.back()};
 }
 
-void bench_matmul(const char* label, GgmlType type, int64_t rows, int64_t cols, int rounds) {
-  const auto data = random_weights(type, rows, cols);
-  const WeightView w{type, data.data(), rows, cols, ggml_row_bytes(type, cols)};
-  const double weight_bytes = static_cast<double>(data.size());
-  const int64_t max_tokens = 32;
+struct Contender {
+  KernelIsa isa;
+  bool packed;
+  std::string name() const { return std::string(to_string(isa)) + (packed ? "/packed" : ""); }
+};
+
+// copies > 1: the matrix is stored `copies` times and successive calls use successive copies,
+// so that, as in a decode step over all layers, the weights come from memory, not the cache.
+void bench_matmul(const char* label, GgmlType type, int64_t rows, int64_t cols, int copies,
+                  int rounds) {
+  const auto one = random_weights(type, rows, cols);
+  std::vector<uint8_t> data(one.size() * static_cast<size_t>(copies));
+  std::vector<WeightView> plain, packed_views;
+  std::vector<PackedMatrix> packed;
+  packed.reserve(static_cast<size_t>(copies));
+  for (int c = 0; c < copies; ++c) {
+    uint8_t* copy = data.data() + one.size() * static_cast<size_t>(c);
+    std::memcpy(copy, one.data(), one.size());
+    plain.push_back({type, copy, rows, cols, ggml_row_bytes(type, cols)});
+    packed.push_back(pack(plain.back()));
+    packed_views.push_back(plain.back());
+    packed_views.back().packed = &packed.back();
+  }
+  const double weight_bytes = static_cast<double>(one.size());
+  const std::vector<int64_t> token_counts{1, 4, 8, 16, 32};
+  const int64_t max_tokens = token_counts.back();
   std::vector<float> x(max_tokens * cols);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -79,28 +106,55 @@ void bench_matmul(const char* label, GgmlType type, int64_t rows, int64_t cols, 
   for (int64_t t = 0; t < max_tokens; ++t) quantize_row_q8(&x[t * cols], &xq[t * cols / 32], cols);
   std::vector<float> out(max_tokens * rows);
 
-  std::vector<KernelIsa> isas{KernelIsa::avx2};
-  if (best_supported_isa() >= KernelIsa::avx512) isas.push_back(KernelIsa::avx512);
-  std::printf("\n%s: %s %lld rows x %lld cols, %.2f MB of weights, 1 thread (CPU time)\n", label,
-              std::string(traits_of(type).name).c_str(), static_cast<long long>(rows),
-              static_cast<long long>(cols), weight_bytes / 1e6);
-  std::printf("  %-7s %6s %12s %10s %10s %14s %14s\n", "kernels", "tokens", "us/call", "GB/s",
-              "GOP/s", "us/token", "spread(us)");
-  for (int64_t n_tokens : {1, 8, 32}) {
-    std::vector<std::vector<double>> samples(isas.size());
+  std::vector<Contender> contenders{{KernelIsa::avx2, false}, {KernelIsa::avx2, true}};
+  if (best_supported_isa() >= KernelIsa::avx512) {
+    contenders.push_back({KernelIsa::avx512, false});
+    contenders.push_back({KernelIsa::avx512, true});
+  }
+  std::printf("\n%s: %s %lld rows x %lld cols, %.2f MB of weights (packed %.2f MB), %s, 1 thread (CPU time)\n",
+              label, std::string(traits_of(type).name).c_str(), static_cast<long long>(rows),
+              static_cast<long long>(cols), weight_bytes / 1e6, static_cast<double>(packed[0].bytes()) / 1e6,
+              copies > 1 ? ("streamed from memory (" + std::to_string(copies) + " copies)").c_str()
+                         : "hot in cache");
+  std::printf("  %-14s %6s %12s %10s %10s %12s %16s\n", "kernels", "tokens", "us/call", "GB/s",
+              "GOP/s", "us/token", "spread(us/call)");
+  // median us/token per (contender, token count), for the summary.
+  std::vector<std::vector<double>> per_token(contenders.size());
+  for (int64_t n_tokens : token_counts) {
+    std::vector<std::vector<double>> samples(contenders.size());
     for (int round = 0; round < rounds; ++round)
-      for (size_t i = 0; i < isas.size(); ++i)
+      for (size_t i = 0; i < contenders.size(); ++i) {
+        const std::vector<WeightView>& views = contenders[i].packed ? packed_views : plain;
+        size_t next = 0;
         samples[i].push_back(seconds_per_call(
-            [&] { matmul_with_isa(isas[i], w, x.data(), xq.data(), n_tokens, out.data(), rows, 0, rows); },
+            [&] {
+              matmul_with_isa(contenders[i].isa, views[next], x.data(), xq.data(), n_tokens, out.data(),
+                              rows, 0, rows);
+              next = (next + 1) % views.size();
+            },
             0.03));
-    for (size_t i = 0; i < isas.size(); ++i) {
+      }
+    for (size_t i = 0; i < contenders.size(); ++i) {
       const Stats s = stats_of(samples[i]);
       const double ops = 2.0 * static_cast<double>(rows * cols * n_tokens);
-      std::printf("  %-7s %6lld %12.1f %10.2f %10.1f %14.2f %6.1f-%-7.1f\n",
-                  std::string(to_string(isas[i])).c_str(), static_cast<long long>(n_tokens),
-                  s.median * 1e6, weight_bytes / s.median / 1e9, ops / s.median / 1e9,
-                  s.median * 1e6 / static_cast<double>(n_tokens), s.low * 1e6, s.high * 1e6);
+      per_token[i].push_back(s.median * 1e6 / static_cast<double>(n_tokens));
+      std::printf("  %-14s %6lld %12.1f %10.2f %10.1f %12.2f %8.1f-%-8.1f\n",
+                  contenders[i].name().c_str(), static_cast<long long>(n_tokens), s.median * 1e6,
+                  weight_bytes / s.median / 1e9, ops / s.median / 1e9, per_token[i].back(),
+                  s.low * 1e6, s.high * 1e6);
     }
+  }
+  std::printf("  per-token cost at 1 token / at N tokens (batching gain), and packed speed-up:\n");
+  for (size_t i = 0; i < contenders.size(); ++i) {
+    std::printf("  %-14s gain", contenders[i].name().c_str());
+    for (size_t n = 1; n < token_counts.size(); ++n)
+      std::printf("  %lld:%5.2fx", static_cast<long long>(token_counts[n]), per_token[i][0] / per_token[i][n]);
+    if (contenders[i].packed) {
+      std::printf("   vs unpacked");
+      for (size_t n = 0; n < token_counts.size(); ++n)
+        std::printf("  %lld:%5.2fx", static_cast<long long>(token_counts[n]), per_token[i - 1][n] / per_token[i][n]);
+    }
+    std::printf("\n");
   }
 }
 
@@ -119,11 +173,28 @@ void bench_dispatch(int threads, int rounds) {
 
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
+  const std::string only = argc > 2 ? argv[2] : "";
   std::printf("CPU kernels available: %s\n", std::string(to_string(best_supported_isa())).c_str());
-  bench_matmul("ffn_up/gate", GgmlType::Q4_1, 1536, 576, rounds);
-  bench_matmul("ffn_down", GgmlType::Q4_1, 576, 1536, rounds);
-  bench_matmul("output (tied embedding)", GgmlType::Q8_0, 49152, 576, rounds);
-  std::printf("\n");
-  bench_dispatch(2, rounds);
+  struct Shape {
+    const char* label;
+    GgmlType type;
+    int64_t rows, cols;
+  };
+  // Streamed runs cycle through about 128 MB of copies (more than the last-level cache);
+  // matrices of 8 MB or more run streamed only.
+  constexpr double kStreamBytes = 128e6;
+  for (const Shape& s : {Shape{"ffn_up/gate", GgmlType::Q4_1, 1536, 576},
+                         Shape{"ffn_down", GgmlType::Q4_1, 576, 1536},
+                         Shape{"attn_q/attn_output", GgmlType::Q4_1, 576, 576},
+                         Shape{"output (tied embedding)", GgmlType::Q8_0, 49152, 576}}) {
+    if (!only.empty() && std::string(s.label).find(only) == std::string::npos) continue;
+    const double bytes = static_cast<double>(s.rows * ggml_row_bytes(s.type, s.cols));
+    if (bytes < 8e6) bench_matmul(s.label, s.type, s.rows, s.cols, 1, rounds);
+    bench_matmul(s.label, s.type, s.rows, s.cols, static_cast<int>(std::ceil(kStreamBytes / bytes)), rounds);
+  }
+  if (only.empty()) {
+    std::printf("\n");
+    bench_dispatch(2, rounds);
+  }
   return 0;
 }
