@@ -39,7 +39,7 @@ inline __m256i broadcast_word(const int8_t* p) {
 // Tokens [t0, t0 + T) against half h (rows 8h..8h+7) of one group.
 template <class K, int T>
 void half_tile(const uint8_t* group, const uint8_t* next_group, int half, const BlockQ8* xq,
-               const int32_t* sums, int64_t nb, int64_t t0, float* out, int64_t out_stride,
+               const int32_t* corrections, int64_t nb, int64_t t0, float* out, int64_t out_stride,
                __m256i lane_mask) {
   constexpr size_t kTile = K::kNibbles ? 256 : 512;
   const uint8_t* d_area = group + nb * kTile + 16 * half;
@@ -87,7 +87,7 @@ void half_tile(const uint8_t* group, const uint8_t* next_group, int half, const 
       mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m_area + 32 * b)));
     for (int t = 0; t < T; ++t) {
       if constexpr (K::kOffset != 0)
-        isum[t] = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(sums[(t0 + t) * nb + b]));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_set1_epi32(corrections[(t0 + t) * nb + b]));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(x[t]->d)),
                                acc[t]);
       if constexpr (K::kMin) acc_min[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(x[t]->s), acc_min[t]);
@@ -102,11 +102,11 @@ void half_tile(const uint8_t* group, const uint8_t* next_group, int half, const 
 template <class K>
 void packed_matmul(const PackedJob& job) {
   const int64_t nb = job.w.blocks();
-  int32_t* sums = nullptr;
+  int32_t* corrections = nullptr;
   if constexpr (K::kOffset != 0) {
-    sums = reinterpret_cast<int32_t*>(
+    corrections = reinterpret_cast<int32_t*>(
         thread_scratch(0, static_cast<size_t>(job.n_tokens * nb) * sizeof(int32_t)));
-    offset_sums(job.xq, job.n_tokens * nb, K::kOffset, sums);
+    offset_corrections(job.xq, job.n_tokens * nb, K::kOffset, corrections);
   }
   const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t end_group = (job.row_end + kPackedGroupRows - 1) / kPackedGroupRows;
@@ -123,7 +123,7 @@ void packed_matmul(const PackedJob& job) {
           _mm256_cmpgt_epi32(_mm256_set1_epi32(first), lane_index),
           _mm256_cmpgt_epi32(_mm256_set1_epi32(end), lane_index));
       auto tile = [&]<int T>(int64_t t0) {
-        half_tile<K, T>(group, prefetched ? nullptr : next_group, half, job.xq, sums, nb, t0, out,
+        half_tile<K, T>(group, prefetched ? nullptr : next_group, half, job.xq, corrections, nb, t0, out,
                         job.out_stride, lane_mask);
         prefetched = true;
       };

@@ -42,7 +42,7 @@ inline __m512i broadcast_word(const int8_t* p) {
 // Tokens [t0, t0 + T) against one group: out[(t0 + t) * out_stride + j] for lanes in `lanes`.
 template <class K, int T>
 void group_tile(const uint8_t* group, const uint8_t* next_group, const BlockQ8* xq,
-                const int32_t* sums, int64_t nb, int64_t t0, float* out, int64_t out_stride,
+                const int32_t* corrections, int64_t nb, int64_t t0, float* out, int64_t out_stride,
                 __mmask16 lanes) {
   constexpr size_t kTile = K::kNibbles ? 256 : 512;
   const uint8_t* d_area = group + nb * kTile;
@@ -56,7 +56,8 @@ void group_tile(const uint8_t* group, const uint8_t* next_group, const BlockQ8* 
     const BlockQ8* x[T];
     for (int t = 0; t < T; ++t) x[t] = xq + (t0 + t) * nb + b;
     __m512i isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+    for (int t = 0; t < T; ++t)
+      isum[t] = K::kOffset != 0 ? _mm512_set1_epi32(corrections[(t0 + t) * nb + b]) : _mm512_setzero_si512();
     if constexpr (K::kNibbles) {
       for (int k = 0; k < 4; ++k) {
         const __m512i packed = _mm512_load_si512(tile + 64 * k);
@@ -79,8 +80,6 @@ void group_tile(const uint8_t* group, const uint8_t* next_group, const BlockQ8* 
     if constexpr (K::kMin)
       mw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m_area + 32 * b)));
     for (int t = 0; t < T; ++t) {
-      if constexpr (K::kOffset != 0)
-        isum[t] = _mm512_sub_epi32(isum[t], _mm512_set1_epi32(sums[(t0 + t) * nb + b]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(x[t]->d)),
                                acc[t]);
       if constexpr (K::kMin) acc_min[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x[t]->s), acc_min[t]);
@@ -95,11 +94,11 @@ void group_tile(const uint8_t* group, const uint8_t* next_group, const BlockQ8* 
 template <class K>
 void packed_matmul(const PackedJob& job) {
   const int64_t nb = job.w.blocks();
-  int32_t* sums = nullptr;
+  int32_t* corrections = nullptr;
   if constexpr (K::kOffset != 0) {
-    sums = reinterpret_cast<int32_t*>(
+    corrections = reinterpret_cast<int32_t*>(
         thread_scratch(0, static_cast<size_t>(job.n_tokens * nb) * sizeof(int32_t)));
-    offset_sums(job.xq, job.n_tokens * nb, K::kOffset, sums);
+    offset_corrections(job.xq, job.n_tokens * nb, K::kOffset, corrections);
   }
   const int64_t end_group = (job.row_end + kPackedGroupRows - 1) / kPackedGroupRows;
   for_each_group(job, [&](const GroupLanes& lanes) {
@@ -108,7 +107,7 @@ void packed_matmul(const PackedJob& job) {
     const uint8_t* next_group = lanes.group + 1 < end_group ? job.w.group(lanes.group + 1) : nullptr;
     float* out = job.out + lanes.group * kPackedGroupRows;
     auto tile = [&]<int T>(int64_t t0) {
-      group_tile<K, T>(group, t0 == 0 ? next_group : nullptr, job.xq, sums, nb, t0, out, job.out_stride, mask);
+      group_tile<K, T>(group, t0 == 0 ? next_group : nullptr, job.xq, corrections, nb, t0, out, job.out_stride, mask);
     };
     for_each_token_tile<kTileTokens>(0, job.n_tokens, tile);
   });

@@ -73,12 +73,13 @@ inline void prefetch_block(const uint8_t* group, int64_t nb, int64_t b, size_t t
   if (has_min) __builtin_prefetch(d_area + nb * 32 + 32 * b, 0, 3);
 }
 
-// offset * sum(x_q) of each of n_blocks activation blocks.
-inline void offset_sums(const BlockQ8* xq, int64_t n_blocks, int32_t offset, int32_t* out) {
+// -offset * sum(x_q) of each of n_blocks activation blocks: the start value of a block's
+// integer sum when the stored weights carry an offset.
+inline void offset_corrections(const BlockQ8* xq, int64_t n_blocks, int32_t offset, int32_t* out) {
   for (int64_t i = 0; i < n_blocks; ++i) {
     int32_t sum = 0;
     for (int j = 0; j < 32; ++j) sum += xq[i].qs[j];
-    out[i] = offset * sum;
+    out[i] = -offset * sum;
   }
 }
 
