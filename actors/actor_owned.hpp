@@ -9,6 +9,8 @@
 //   has not started it (the call throws SharingError and had no effect), or awaited if it
 //   has. So f may capture the caller's locals by reference.
 // - An exception thrown by f reaches the caller; the owner survives it.
+// - Each caller blocks for its reply, so the owner's mailbox never holds more than one
+//   request per calling thread: bounded without credits.
 // - sharing_stats(): requests, those that found another one queued, round trips, and the
 //   deepest the mailbox got.
 // Thread-safe. The actor system must outlive the ActorOwned; destroy it when no call is in

@@ -124,6 +124,7 @@ class ModelState {
   // Loads path with options.runtime_factory as generation 1. Throws ModelLoadError.
   static ModelState open(const std::string& path, ModelStateOptions options = {});
 
+  // A moved-from ModelState may only be destroyed or assigned to.
   ModelState(ModelState&&) noexcept = default;
   ModelState& operator=(ModelState&&) noexcept = default;
 
