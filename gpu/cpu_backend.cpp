@@ -110,6 +110,7 @@ class CpuBackend final : public Backend {
     x_.resize(t * embd_);
     xn_.resize(t * embd_);
     xq_.resize(t * size_t(widest / 32 + 1));
+    ffn_xq_.resize(t * size_t(ff_ / 32 + 1));
     q_.resize(t * q_dim_);
     k_.resize(t * kv_dim_);
     v_.resize(t * kv_dim_);
@@ -176,20 +177,27 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // All projections of one input in one pass of the pool, each split by output rows.
-  void project(std::initializer_list<Projection> projections, const float* x, int n_tokens) {
+  // All projections of one input (x and its Q8 rows xq) in one pass of the pool, each split
+  // by output rows.
+  void project(std::initializer_list<Projection> projections, const float* x,
+               const BlockQ8* xq, int n_tokens) {
     pool_.run(n_threads_, [&](int64_t task, int) {
       for (const Projection& p : projections) {
         const auto [begin, end] = split(p.w.rows, n_threads_, task, kRowAlign);
-        if (begin < end)
-          matmul(p.w, x, xq_.data(), n_tokens, p.out, p.out_stride, begin, end);
+        if (begin < end) matmul(p.w, x, xq, n_tokens, p.out, p.out_stride, begin, end);
       }
     });
   }
 
-  // Quantizes row t of x (cols floats) into the Q8 input of the next projection.
+  // Quantizes columns [begin, end) of row t of x (rows of cols floats) into xq; begin and
+  // end are multiples of 32 (or end == cols), so the Q8 blocks are whole.
+  static void quantize_columns(const float* x, int t, int cols, int begin, int end,
+                               BlockQ8* xq) {
+    quantize_row_q8(x + size_t(t) * cols + begin, xq + size_t(t) * (cols / 32) + begin / 32,
+                    end - begin);
+  }
   void quantize_token(const float* x, int t, int cols) {
-    quantize_row_q8(x + size_t(t) * cols, xq_.data() + size_t(t) * (cols / 32), cols);
+    quantize_columns(x, t, cols, 0, cols, xq_.data());
   }
 
   void embed() {
@@ -216,7 +224,7 @@ class CpuBackend final : public Backend {
     });
 
     project({{w.wq, q_.data(), q_dim_}, {w.wk, k_.data(), kv_dim_}, {w.wv, v_.data(), kv_dim_}},
-            xn_.data(), n_tokens_);
+            xn_.data(), xq_.data(), n_tokens_);
 
     const int half = head_dim_ / 2;
     for_each_token([&](int t) {
@@ -235,22 +243,31 @@ class CpuBackend final : public Backend {
     });
 
     // One task per (attention unit, KV head): the unit's tokens times the query heads that
-    // share that KV head.
+    // share that KV head. When those heads span whole Q8 blocks, the task also quantizes its
+    // columns for the output projection; otherwise a pass over the tokens does.
     const int n_head_kv = int(desc_.n_head_kv);
     const int group = int(desc_.n_head / desc_.n_head_kv);
+    const int group_cols = group * head_dim_;
+    const bool wo_q8 = matmul_uses_q8(w.wo.type);
+    const bool quantize_in_task = wo_q8 && group_cols % 32 == 0;
     pool_.run(n_units_ * n_head_kv, [&](int64_t task, int thread) {
       const AttentionUnit& unit = units_[size_t(task / n_head_kv)];
       const int kv_head = int(task % n_head_kv);
-      const size_t at = size_t(unit.begin) * q_dim_ + size_t(kv_head) * group * head_dim_;
+      const int first_col = kv_head * group_cols;
+      const size_t at = size_t(unit.begin) * q_dim_ + size_t(first_col);
       attend(kv_, l, kv_head, batch_[size_t(unit.seq)].block_table,
              token_pos_[size_t(unit.begin)], unit.end - unit.begin, group, q_.data() + at,
              size_t(q_dim_), attention_scale_, attn_.data() + at,
              attention_scratch_.data() + size_t(thread) * attention_scratch_floats_);
+      if (quantize_in_task)
+        for (int t = unit.begin; t < unit.end; ++t)
+          quantize_columns(attn_.data(), t, q_dim_, first_col, first_col + group_cols,
+                           xq_.data());
     });
-
-    if (matmul_uses_q8(w.wo.type))
+    if (wo_q8 && !quantize_in_task)
       for_each_token([&](int t) { quantize_token(attn_.data(), t, q_dim_); });
-    project({{w.wo, proj_.data(), embd_}}, attn_.data(), n_tokens_);
+
+    project({{w.wo, proj_.data(), embd_}}, attn_.data(), xq_.data(), n_tokens_);
   }
 
   void feed_forward_block(int l) {
@@ -263,16 +280,23 @@ class CpuBackend final : public Backend {
       if (in_q8) quantize_token(xn_.data(), t, embd_);
     });
 
-    project({{w.gate, gate_.data(), ff_}, {w.up, up_.data(), ff_}}, xn_.data(), n_tokens_);
-
+    // Each thread takes the same 32-aligned range of gate and up rows, so it can apply SwiGLU
+    // to its columns of every token and quantize them (whole Q8 blocks) for the down
+    // projection, into a second Q8 buffer: xq_ is still being read by the other threads.
     const bool down_q8 = matmul_uses_q8(w.down.type);
-    for_each_token([&](int t) {
-      float* g = gate_.data() + size_t(t) * ff_;
-      swiglu(g, up_.data() + size_t(t) * ff_, ff_, g);
-      if (down_q8) quantize_token(gate_.data(), t, ff_);
+    pool_.run(n_threads_, [&](int64_t task, int) {
+      const auto [begin, end] = split(ff_, n_threads_, task, 32);
+      if (begin == end) return;
+      matmul(w.gate, xn_.data(), xq_.data(), n_tokens_, gate_.data(), ff_, begin, end);
+      matmul(w.up, xn_.data(), xq_.data(), n_tokens_, up_.data(), ff_, begin, end);
+      for (int t = 0; t < n_tokens_; ++t) {
+        float* g = gate_.data() + size_t(t) * ff_ + begin;
+        swiglu(g, up_.data() + size_t(t) * ff_ + begin, int(end - begin), g);
+        if (down_q8) quantize_columns(gate_.data(), t, ff_, int(begin), int(end), ffn_xq_.data());
+      }
     });
 
-    project({{w.down, proj_.data(), embd_}}, gate_.data(), n_tokens_);
+    project({{w.down, proj_.data(), embd_}}, gate_.data(), ffn_xq_.data(), n_tokens_);
   }
 
   // Final norm and output projection, only for the tokens that want logits; their rows are
@@ -290,7 +314,7 @@ class CpuBackend final : public Backend {
         if (out_q8) quantize_token(xn_.data(), int(i), embd_);
       }
     });
-    project({{output_, logits, int64_t(desc_.n_vocab)}}, xn_.data(), n_logits_);
+    project({{output_, logits, int64_t(desc_.n_vocab)}}, xn_.data(), xq_.data(), n_logits_);
   }
 
   const ModelDesc& desc_;
@@ -313,9 +337,10 @@ class CpuBackend final : public Backend {
   std::vector<AttentionUnit> units_;
 
   // Activations, one row per token: the residual stream x_, its normalized copy xn_ (also
-  // the gathered rows for the logits), the Q8 input of the next projection, and so on.
+  // the gathered rows for the logits), the Q8 input of the next projection (xq_, and ffn_xq_
+  // for the down projection), and so on.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_, rope_cos_, rope_sin_;
-  std::vector<BlockQ8> xq_;
+  std::vector<BlockQ8> xq_, ffn_xq_;
   size_t attention_scratch_floats_ = 0;  // per thread
   std::vector<float> attention_scratch_;
 };
