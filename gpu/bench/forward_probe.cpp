@@ -24,9 +24,9 @@
 
 #include "gpu/backend.hpp"
 #include "gpu/kv_pool.hpp"
+#include "model/default_model.hpp"
 #include "model/gguf.hpp"
 #include "model/model_desc.hpp"
-#include "tests/util/scratch_file.hpp"
 
 namespace {
 
@@ -40,7 +40,7 @@ std::vector<int> parse_list(const std::string& text) {
 }
 
 struct Options {
-  std::string model = troupe::test::default_model_path();
+  std::string model = troupe::default_model_path().string();
   std::vector<int> threads = {1, 2};
   int reps = 3;
   int prefill = 512;

@@ -35,6 +35,7 @@
 
 #include "gpu/backend.hpp"
 #include "gpu/kv_pool.hpp"
+#include "model/default_model.hpp"
 #include "model/gguf.hpp"
 #include "model/model_desc.hpp"
 #include "tests/util/scratch_file.hpp"
@@ -105,9 +106,9 @@ TEST_P(ReferenceGenerate, TeacherForcedLogprobsMatchLlamaCpp) {
 
   LoadedModel model;
   if (ref.fixture == "smollm2") {
-    const std::string path = test::default_model_path();
+    const std::string path = default_model_path().string();
     if (!std::filesystem::exists(path))
-      GTEST_SKIP() << path << " is missing: run scripts/fetch-model";
+      FAIL() << path << " absent: run scripts/fetch-model (make test does)";
     model.gguf.emplace(GgufFile::open(path));
   } else {
     model.scratch.emplace(test::tiny_model_bytes(test::tiny_model_preset(ref.fixture)));
