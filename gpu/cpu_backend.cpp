@@ -21,8 +21,8 @@ namespace {
 
 // Most tokens of one sequence that one attention task covers.
 constexpr int kAttentionChunkTokens = 32;
-// Matmul row ranges start at multiples of the kernels' row group.
-constexpr int64_t kRowAlign = 4;
+// Matmul row ranges start at multiples of the packed kernels' row group.
+constexpr int64_t kRowAlign = kPackedGroupRows;
 
 WeightView weight_view(const GgufTensor& t) {
   if (!matmul_supports(t.type))
@@ -99,11 +99,16 @@ class CpuBackend final : public Backend {
     if (max_tokens_ < 1)
       throw std::invalid_argument("max batch tokens must be >= 1, got " +
                                   std::to_string(max_tokens_));
-    for (const LayerTensors& l : desc.layers)
-      layers_.push_back({f32_data(l.attn_norm), weight_view(*l.wq), weight_view(*l.wk),
-                         weight_view(*l.wv), weight_view(*l.wo), f32_data(l.bq), f32_data(l.bk),
-                         f32_data(l.bv), f32_data(l.ffn_norm), weight_view(*l.ffn_gate),
-                         weight_view(*l.ffn_up), weight_view(*l.ffn_down)});
+    for (const LayerTensors& l : desc.layers) {
+      LayerWeights& w = layers_.emplace_back(LayerWeights{
+          f32_data(l.attn_norm), weight_view(*l.wq), weight_view(*l.wk), weight_view(*l.wv),
+          weight_view(*l.wo), f32_data(l.bq), f32_data(l.bk), f32_data(l.bv),
+          f32_data(l.ffn_norm), weight_view(*l.ffn_gate), weight_view(*l.ffn_up),
+          weight_view(*l.ffn_down)});
+      for (WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down})
+        packed_.attach(*v);
+    }
+    packed_.attach(output_);
 
     const size_t t = size_t(max_tokens_);
     const int widest = std::max({embd_, q_dim_, ff_});
@@ -324,8 +329,10 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const int embd_, q_dim_, kv_dim_, ff_, head_dim_;
   const float attention_scale_;
-  const WeightView token_embd_, output_;
+  const WeightView token_embd_;  // rows dequantized for the embedding lookup
+  WeightView output_;
   std::vector<LayerWeights> layers_;
+  PackedWeights packed_;  // the row-interleaved copies the matmul views point at
 
   // The step being run (valid during step() only).
   std::span<const SeqStep> batch_;

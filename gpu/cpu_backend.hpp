@@ -1,6 +1,8 @@
 // The `cpu` backend: the forward pass of a llama-family model (llama, qwen2) on the CPU.
 // Every matmul takes all the batch's tokens at once (each weight matrix is streamed once per
-// step) with activations quantized to Q8 blocks once per matmul input; a fixed pool of
+// step) with activations quantized to Q8 blocks once per matmul input. Q4_0, Q4_1 and Q8_0
+// weights are repacked at construction for the packed kernels (gpu/packed_matrix.hpp): the
+// backend then holds a copy of about the model's size besides the mapping. A fixed pool of
 // options.threads threads splits output rows, tokens and attention work; all scratch memory
 // is sized at construction for options.max_batch_tokens, so a step allocates nothing.
 // Determinism: for a given kernel ISA (see gpu/cpu_features.hpp), a sequence's logits are
