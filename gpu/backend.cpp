@@ -6,12 +6,14 @@
 
 #include "gpu/cpu_backend.hpp"
 #include "gpu/kv_pool.hpp"
+#include "gpu/sim_backend.hpp"
 
 namespace troupe {
 
 std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOptions& options) {
   if (options.name == "cpu") return make_cpu_backend(desc, options);
-  throw std::invalid_argument("unknown backend '" + options.name + "' (available: cpu)");
+  if (options.name == "sim") return make_sim_backend(options);
+  throw std::invalid_argument("unknown backend '" + options.name + "' (available: cpu, sim)");
 }
 
 namespace {

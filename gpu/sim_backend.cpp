@@ -1,0 +1,124 @@
+#include "gpu/sim_backend.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "model/sampler.hpp"
+
+namespace troupe {
+
+namespace {
+
+constexpr float kFavouredLogit = 16.0f;
+constexpr auto kSpinMargin = std::chrono::microseconds(100);
+
+const SimProfile& validated(const SimProfile& profile) {
+  profile.validate();
+  return profile;
+}
+
+int checked_max_batch_tokens(int tokens) {
+  if (tokens < 1)
+    throw std::invalid_argument("max batch tokens must be >= 1, got " + std::to_string(tokens));
+  return tokens;
+}
+
+double checked_time_scale(double scale) {
+  if (!(scale >= 0.0) || !std::isfinite(scale))
+    throw std::invalid_argument("sim time scale must be a finite number >= 0 (0: no waiting), got " +
+                                std::to_string(scale));
+  return scale;
+}
+
+KvPool make_accounting_pool(const SimProfile& profile, const BackendOptions& options) {
+  if (options.kv_block_tokens < 1)
+    throw std::invalid_argument("KV block tokens must be >= 1, got " +
+                                std::to_string(options.kv_block_tokens));
+  if (options.kv_blocks < 0)
+    throw std::invalid_argument("KV blocks must be >= 0 (0: from the KV budget), got " +
+                                std::to_string(options.kv_blocks));
+  int64_t blocks = options.kv_blocks;
+  if (blocks == 0) {
+    const double block_bytes = profile.kv_bytes_per_token() * options.kv_block_tokens;
+    blocks = int64_t(double(options.kv_bytes) / block_bytes);
+    if (blocks < 1)
+      throw std::invalid_argument("KV budget of " + std::to_string(options.kv_bytes) +
+                                  " bytes is below one block of the simulated model (" +
+                                  std::to_string(uint64_t(block_bytes)) + " bytes)");
+  }
+  return KvPool(KvShape{1, 1, 1, options.kv_block_tokens}, blocks);
+}
+
+// Sleeps to kSpinMargin before the deadline (a wake-up takes about that long), then yields.
+void wait_until(std::chrono::steady_clock::time_point deadline) {
+  for (auto now = std::chrono::steady_clock::now(); now < deadline;
+       now = std::chrono::steady_clock::now()) {
+    if (deadline - now > kSpinMargin)
+      std::this_thread::sleep_until(deadline - kSpinMargin);
+    else
+      std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
+SimBackend::SimBackend(const SimProfile& profile, const BackendOptions& options,
+                       double time_scale)
+    : profile_(validated(profile)),
+      desc_(sim_model_desc(profile)),
+      max_batch_tokens_(checked_max_batch_tokens(options.max_batch_tokens)),
+      time_scale_(checked_time_scale(time_scale)),
+      kv_(make_accounting_pool(profile, options)) {}
+
+std::string SimBackend::name() const { return "sim (simulated " + profile_.name + ")"; }
+
+double SimBackend::simulated_kv_bytes() const {
+  return double(kv_.n_blocks()) * kv_.block_tokens() * profile_.kv_bytes_per_token();
+}
+
+int32_t SimBackend::next_token(int32_t position, int32_t token, uint32_t n_vocab) {
+  const uint64_t seed = (uint64_t(uint32_t(position)) << 32) | uint64_t(uint32_t(token));
+  const uint64_t h = SplitMix64(seed).next();
+  if (n_vocab <= 3) return int32_t(h % n_vocab);
+  return int32_t(3 + h % (n_vocab - 3));
+}
+
+double SimBackend::step_seconds(std::span<const SeqStep> batch) const {
+  int64_t tokens = 0;
+  int64_t kv_tokens = 0;
+  for (const SeqStep& seq : batch) {
+    tokens += int64_t(seq.tokens.size());
+    kv_tokens += int64_t(seq.n_past) + int64_t(seq.tokens.size());
+  }
+  return profile_.step_seconds(tokens, kv_tokens);
+}
+
+void SimBackend::step(std::span<const SeqStep> batch, float* logits) {
+  const auto start = std::chrono::steady_clock::now();
+  validate_batch(batch, desc_, kv_, max_batch_tokens_);
+  last_step_seconds_ = step_seconds(batch);
+
+  const size_t vocab = desc_.n_vocab;
+  float* row = logits;
+  for (const SeqStep& seq : batch) {
+    if (!seq.want_logits) continue;
+    const int32_t last = int32_t(seq.tokens.size()) - 1;
+    std::fill(row, row + vocab, 0.0f);
+    row[next_token(seq.n_past + last, seq.tokens[size_t(last)], desc_.n_vocab)] = kFavouredLogit;
+    row += vocab;
+  }
+
+  if (time_scale_ > 0.0)
+    wait_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                           std::chrono::duration<double>(last_step_seconds_ * time_scale_)));
+}
+
+std::unique_ptr<Backend> make_sim_backend(const BackendOptions& options) {
+  return std::make_unique<SimBackend>(sim_profile("7b-h200"), options);
+}
+
+}  // namespace troupe
