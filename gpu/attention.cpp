@@ -10,6 +10,10 @@ namespace troupe {
 
 namespace {
 
+// Positions per online-softmax update: windows [0, 64), [64, 128), ... whatever the block
+// size, so the result does not depend on it either.
+constexpr int kWindowPositions = 64;
+
 size_t padded8(int n) { return size_t(n + 7) / 8 * 8; }
 
 void half_rows_to_float(const uint16_t* src, float* dst, int n) {
@@ -82,29 +86,34 @@ void accumulate_rows(float* out, float keep, const float* p, const float* v, int
   }
 }
 
-// One query's online-softmax update with the first n_slots positions of a block.
-void attend_block(const float* q, const float* k, const float* v, int dim, int n_slots,
-                  float scale, float& max_score, float& denom, float* out, float* scores) {
+// One query's online-softmax update with the first n_slots positions of a window. The
+// scores are padded to whole vectors (-inf before exp, 0 after) so every pass is vector wide.
+void attend_window(const float* q, const float* k, const float* v, int dim, int n_slots,
+                   float scale, float& max_score, float& denom, float* out, float* scores) {
+  const int padded = int(padded8(n_slots));
   dot_rows(q, k, dim, n_slots, scale, scores);
-  float block_max = max_score;
-  for (int s = 0; s < n_slots; ++s) block_max = std::max(block_max, scores[s]);
-  const float keep = block_max > max_score ? std::exp(max_score - block_max) : 1.0f;
-  max_score = block_max;
+  std::fill(scores + n_slots, scores + padded, -std::numeric_limits<float>::infinity());
+  __m256 vmax = _mm256_set1_ps(max_score);
+  for (int s = 0; s < padded; s += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + s));
+  const float window_max = simd::hmax(vmax);
+  const float keep = window_max > max_score ? std::exp(max_score - window_max) : 1.0f;
+  max_score = window_max;
 
   const __m256 m = _mm256_set1_ps(max_score);
-  std::fill(scores + n_slots, scores + padded8(n_slots), max_score);
-  for (int s = 0; s < n_slots; s += 8)
+  for (int s = 0; s < padded; s += 8)
     _mm256_storeu_ps(scores + s, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(scores + s), m)));
-  denom *= keep;
-  for (int s = 0; s < n_slots; ++s) denom += scores[s];
+  std::fill(scores + n_slots, scores + padded, 0.0f);
+  __m256 sum = _mm256_setzero_ps();
+  for (int s = 0; s < padded; s += 8) sum = _mm256_add_ps(sum, _mm256_loadu_ps(scores + s));
+  denom = denom * keep + simd::hsum(sum);
   accumulate_rows(out, keep, scores, v, dim, n_slots);
 }
 
 }  // namespace
 
 size_t attention_scratch_floats(const KvShape& shape, int max_queries) {
-  const size_t block = size_t(shape.block_tokens) * size_t(shape.head_dim);
-  return 2 * block + padded8(shape.block_tokens) + 2 * size_t(max_queries);
+  const size_t window = size_t(kWindowPositions) * size_t(shape.head_dim);
+  return 2 * window + kWindowPositions + 2 * size_t(max_queries);
 }
 
 void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
@@ -113,10 +122,10 @@ void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> b
   const int dim = kv.shape().head_dim;
   const int block_tokens = kv.block_tokens();
   const int n_queries = n_tokens * n_heads;
-  float* k_block = scratch;
-  float* v_block = k_block + size_t(block_tokens) * dim;
-  float* scores = v_block + size_t(block_tokens) * dim;
-  float* max_score = scores + padded8(block_tokens);
+  float* k_window = scratch;
+  float* v_window = k_window + size_t(kWindowPositions) * dim;
+  float* scores = v_window + size_t(kWindowPositions) * dim;
+  float* max_score = scores + kWindowPositions;
   float* denom = max_score + n_queries;
   std::fill(max_score, max_score + n_queries, -std::numeric_limits<float>::infinity());
   std::fill(denom, denom + n_queries, 0.0f);
@@ -125,20 +134,27 @@ void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> b
               0.0f);
 
   const int32_t end_pos = first_pos + n_tokens;  // one past the last position read
-  for (int32_t start = 0, b = 0; start < end_pos; start += block_tokens, ++b) {
-    const int block_slots = int(std::min<int32_t>(block_tokens, end_pos - start));
-    const int32_t block = block_table[size_t(b)];
-    half_rows_to_float(kv.k_rows(layer, block, kv_head), k_block, block_slots * dim);
-    half_rows_to_float(kv.v_rows(layer, block, kv_head), v_block, block_slots * dim);
+  for (int32_t start = 0; start < end_pos; start += kWindowPositions) {
+    const int32_t window_end = std::min(end_pos, start + kWindowPositions);
+    // Gather the window's K and V as f32, one run of a block's slots at a time.
+    for (int32_t pos = start; pos < window_end;) {
+      const int32_t block = block_table[size_t(pos / block_tokens)];
+      const int slot = int(pos % block_tokens);
+      const int run = int(std::min<int32_t>(block_tokens - slot, window_end - pos));
+      const size_t from = size_t(slot) * dim, to = size_t(pos - start) * dim;
+      half_rows_to_float(kv.k_rows(layer, block, kv_head) + from, k_window + to, run * dim);
+      half_rows_to_float(kv.v_rows(layer, block, kv_head) + from, v_window + to, run * dim);
+      pos += run;
+    }
     // Token i sees positions [0, first_pos + i]: tokens before first_seer end before start.
     const int first_seer = std::max(0, int(start - first_pos));
     for (int i = first_seer; i < n_tokens; ++i) {
-      const int n_slots = int(std::min<int32_t>(block_tokens, first_pos + i + 1 - start));
+      const int n_slots = int(std::min<int32_t>(kWindowPositions, first_pos + i + 1 - start));
       for (int j = 0; j < n_heads; ++j) {
         const size_t at = size_t(i) * row_stride + size_t(j) * dim;
         const int query = i * n_heads + j;
-        attend_block(q + at, k_block, v_block, dim, n_slots, scale, max_score[query],
-                     denom[query], out + at, scores);
+        attend_window(q + at, k_window, v_window, dim, n_slots, scale, max_score[query],
+                      denom[query], out + at, scores);
       }
     }
   }

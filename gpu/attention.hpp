@@ -3,10 +3,10 @@
 // first_pos + i, which attends to positions [0, first_pos + i]) times n_heads query heads
 // that share the KV head kv_head (grouped-query attention):
 //   out(i, j) = softmax_p(scale * q(i, j) . K[p]) V[p]
-// Each K/V block is converted to f32 once and used by every query of the call; each query
-// runs an online softmax in f32, block by block in position order, so its result depends
-// only on its own vector, its position and the K/V cells: not on the other queries of the
-// call, nor on the thread that runs it.
+// K and V are gathered as f32 in windows of 64 positions, each used by every query of the
+// call; each query runs an online softmax in f32, window by window in position order, so its
+// result depends only on its own vector, its position and the K/V values: not on the other
+// queries of the call, the thread that runs it, nor the pool's block size.
 // Thread safety: reads the pool only; calls with distinct outputs may run concurrently.
 #pragma once
 

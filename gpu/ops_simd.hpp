@@ -1,6 +1,6 @@
-// AVX2 building blocks shared by the ops and attention kernels (inline, header-only):
-// a vector exp, a horizontal sum and f16 loads. Deterministic: the same input gives the same
-// bits on every call. Requires AVX2 + FMA + F16C (the build's x86-64-v3 baseline).
+// AVX2 building blocks shared by the ops and attention kernels (inline, header-only): a
+// vector exp, horizontal sum and maximum, and f16 loads. Deterministic: the same input gives
+// the same bits on every call. Requires AVX2 + FMA + F16C (the build's x86-64-v3 baseline).
 #pragma once
 
 #include <immintrin.h>
@@ -38,6 +38,13 @@ inline float hsum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
 }
 
 inline __m256 load_half8(const uint16_t* p) {
