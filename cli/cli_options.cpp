@@ -13,16 +13,16 @@ void add_generation_options(po::options_description& description, int default_ma
   description.add_options()
       ("n-predict,n", po::value<int>()->value_name("N")->default_value(default_max_tokens),
        "most tokens to generate")
-      ("temp", po::value<float>()->value_name("T")->default_value(0.8f),
+      ("temp", po::value<float>()->value_name("T")->default_value(0.8f, "0.8"),
        "sampling temperature; 0 = greedy")
       ("top-k", po::value<int>()->value_name("K")->default_value(40), "top-k filter; 0 = off")
-      ("top-p", po::value<float>()->value_name("P")->default_value(0.95f), "top-p filter; 1 = off")
-      ("min-p", po::value<float>()->value_name("P")->default_value(0.05f), "min-p filter; 0 = off")
-      ("repeat-penalty", po::value<float>()->value_name("X")->default_value(1.0f),
+      ("top-p", po::value<float>()->value_name("P")->default_value(0.95f, "0.95"), "top-p filter; 1 = off")
+      ("min-p", po::value<float>()->value_name("P")->default_value(0.05f, "0.05"), "min-p filter; 0 = off")
+      ("repeat-penalty", po::value<float>()->value_name("X")->default_value(1.0f, "1"),
        "repetition penalty; 1 = off")
-      ("frequency-penalty", po::value<float>()->value_name("X")->default_value(0.0f),
+      ("frequency-penalty", po::value<float>()->value_name("X")->default_value(0.0f, "0"),
        "frequency penalty")
-      ("presence-penalty", po::value<float>()->value_name("X")->default_value(0.0f),
+      ("presence-penalty", po::value<float>()->value_name("X")->default_value(0.0f, "0"),
        "presence penalty")
       ("seed", po::value<uint64_t>()->value_name("S"),
        "random seed (default: from the clock); same seed, same text")

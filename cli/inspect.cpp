@@ -1,6 +1,7 @@
 // troupe inspect: a GGUF file's metadata (long arrays and strings shortened) and tensors.
-#include <cinttypes>
 #include <cstdio>
+
+#include <fmt/format.h>
 #include <iostream>
 #include <map>
 
@@ -81,42 +82,44 @@ int inspect(const std::vector<std::string>& args_in) {
     const GgufFile file = GgufFile::open(model.model.string());
     const std::size_t limit = values.at("full").as<bool>() ? SIZE_MAX : 120;
 
-    std::printf("file: %s\nGGUF v%u, %zu bytes, alignment %u, %zu metadata keys, %zu tensors\n\n",
-                file.path().c_str(), file.version(), file.file_size(), file.alignment(),
-                file.metadata().size(), file.tensors().size());
+    std::cout << fmt::format(
+        "file: {}\nGGUF v{}, {} bytes, alignment {}, {} metadata keys, {} tensors\n\n",
+        file.path(), file.version(), file.file_size(), file.alignment(), file.metadata().size(),
+        file.tensors().size());
     for (const GgufKV& kv : file.metadata())
-      std::printf("%-40s %-7s %s\n", kv.key.c_str(),
-                  std::string(gguf_type_name(kv.value.type())).c_str(),
-                  render(kv.value, limit).c_str());
+      std::cout << fmt::format("{:<40} {:<7} {}\n", kv.key, gguf_type_name(kv.value.type()),
+                               render(kv.value, limit));
     try {
       const ModelDesc desc = ModelDesc::from_gguf(file);
-      std::printf("\nmodel: %s, %u layers, embd %u, heads %u (kv %u, dim %u), ffn %u, vocab %u, "
-                  "context %u, rope base %g (%s), %s output\n",
-                  desc.architecture.c_str(), desc.n_layer, desc.n_embd, desc.n_head,
+      std::cout << fmt::format(
+          "\nmodel: {}, {} layers, embd {}, heads {} (kv {}, dim {}), ffn {}, vocab {}, "
+          "context {}, rope base {} ({}), {} output\n",
+                  desc.architecture, desc.n_layer, desc.n_embd, desc.n_head,
                   desc.n_head_kv, desc.head_dim, desc.n_ff, desc.n_vocab, desc.n_ctx_train,
                   desc.rope_freq_base,
                   desc.rope_layout == RopeLayout::Adjacent ? "adjacent pairs" : "halves",
                   desc.tied_output ? "tied" : "separate");
     } catch (const std::exception& error) {
-      std::printf("\nnot a model troupe can run: %s\n", error.what());
+      std::cout << "\nnot a model troupe can run: " << error.what() << "\n";
     }
     if (!values.at("no-tensors").as<bool>()) {
       std::map<std::string, std::pair<int, uint64_t>> by_type;
-      std::printf("\n%-32s %-6s %-22s %12s %12s\n", "tensor", "type", "dims", "offset", "bytes");
+      std::cout << fmt::format("\n{:<32} {:<6} {:<22} {:>12} {:>12}\n", "tensor", "type", "dims",
+                               "offset", "bytes");
       for (const GgufTensor& t : file.tensors()) {
         std::string dims;
         for (std::size_t i = 0; i < t.dims.size(); ++i)
           dims += (i ? " x " : "") + std::to_string(t.dims[i]);
         const std::string type(traits_of(t.type).name);
-        std::printf("%-32s %-6s %-22s %12" PRIu64 " %12" PRIu64 "\n", t.name.c_str(),
-                    type.c_str(), dims.c_str(), t.offset, t.n_bytes);
+        std::cout << fmt::format("{:<32} {:<6} {:<22} {:>12} {:>12}\n", t.name, type, dims,
+                                 t.offset, t.n_bytes);
         by_type[type].first++;
         by_type[type].second += t.n_bytes;
       }
-      std::printf("\n");
+      std::cout << "\n";
       for (const auto& [type, count_bytes] : by_type)
-        std::printf("%-6s %4d tensors %12" PRIu64 " bytes\n", type.c_str(), count_bytes.first,
-                    count_bytes.second);
+        std::cout << fmt::format("{:<6} {:>4} tensors {:>12} bytes\n", type, count_bytes.first,
+                                 count_bytes.second);
     }
     return 0;
   });
