@@ -29,28 +29,44 @@ struct ThreadData {
   UnparkToken token = default_unpark_token;
 };
 
+// Random 0.25-0.75 ms delays for the fairness timers (xorshift32, one state per thread).
+std::chrono::microseconds next_fair_delay() noexcept {
+  thread_local std::uint32_t state =
+      static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(&state) >> 4) | 1u;
+  state ^= state << 13;
+  state ^= state >> 17;
+  state ^= state << 5;
+  return fair_timeout_min + std::chrono::microseconds(state % fair_timeout_spread_us);
+}
+
 struct alignas(64) Bucket {
   FutexMutex lock;
   ThreadData* head = nullptr;
   ThreadData* tail = nullptr;
-  Clock::time_point fair_timeout{};
-  std::uint32_t random_state = 1;
+  // When the next fair turn is due (steady_clock ticks). Read and advanced with CAS both under
+  // the lock (unpark_one) and without it (claim_fair_handoff): one claimer wins each turn.
+  std::atomic<Clock::rep> fair_timeout{0};
 
   void append(ThreadData* thread) noexcept {
     thread->next = nullptr;
     if (tail) tail->next = thread; else head = thread;
     tail = thread;
   }
+  void prepend(ThreadData* thread) noexcept {
+    thread->next = head;
+    head = thread;
+    if (!tail) tail = thread;
+  }
   // `previous` is the node before `thread` (nullptr when `thread` is the head).
   void remove(ThreadData* thread, ThreadData* previous) noexcept {
     if (previous) previous->next = thread->next; else head = thread->next;
     if (tail == thread) tail = previous;
   }
-  std::chrono::microseconds next_fair_delay() noexcept {  // xorshift32, under the bucket lock
-    random_state ^= random_state << 13;
-    random_state ^= random_state >> 17;
-    random_state ^= random_state << 5;
-    return fair_timeout_min + std::chrono::microseconds(random_state % fair_timeout_spread_us);
+  bool claim_fair_turn(Clock::time_point now) noexcept {
+    Clock::rep due = fair_timeout.load(std::memory_order_relaxed);
+    if (now.time_since_epoch().count() < due) return false;
+    return fair_timeout.compare_exchange_strong(
+        due, (now + next_fair_delay()).time_since_epoch().count(), std::memory_order_relaxed);
   }
 };
 
@@ -62,8 +78,8 @@ struct HashTable {
         previous(previous_table) {
     const auto now = Clock::now();
     for (std::size_t i = 0; i < size; ++i) {
-      buckets[i].random_state = static_cast<std::uint32_t>(i) * 2654435761u + 1;
-      buckets[i].fair_timeout = now + buckets[i].next_fair_delay();
+      buckets[i].fair_timeout.store((now + next_fair_delay()).time_since_epoch().count(),
+                                    std::memory_order_relaxed);
     }
   }
   Bucket& bucket_for(const void* addr) const noexcept {  // Fibonacci hashing
@@ -151,7 +167,7 @@ Clock::time_point fairness_now() noexcept {
 }  // namespace
 
 ParkResult park(const void* addr, FunctionRef<bool()> validate, FunctionRef<void()> before_sleep,
-                std::optional<Deadline> deadline) {
+                std::optional<Deadline> deadline, QueuePlace place) {
   ThreadData& self = this_thread_data();
   {
     Bucket& bucket = lock_bucket(addr);
@@ -162,7 +178,7 @@ ParkResult park(const void* addr, FunctionRef<bool()> validate, FunctionRef<void
     self.key = addr;
     self.token = default_unpark_token;
     self.sleeping.store(1, std::memory_order_relaxed);
-    bucket.append(&self);
+    if (place == QueuePlace::Front) bucket.prepend(&self); else bucket.append(&self);
     bucket.lock.unlock();
   }
   before_sleep();
@@ -204,11 +220,7 @@ UnparkResult unpark_one(const void* addr, FunctionRef<UnparkToken(UnparkResult)>
         break;
       }
     }
-    const auto now = fairness_now();
-    if (now >= bucket.fair_timeout) {
-      result.be_fair = true;
-      bucket.fair_timeout = now + bucket.next_fair_delay();
-    }
+    result.be_fair = bucket.claim_fair_turn(fairness_now());
   }
   const UnparkToken token = callback(result);
   if (thread) {
@@ -241,6 +253,11 @@ std::size_t unpark_all(const void* addr, UnparkToken token) {
   }
   bucket.lock.unlock();
   return count;
+}
+
+bool claim_fair_handoff(const void* addr) noexcept {
+  HashTable* t = current_table.load(std::memory_order_acquire);
+  return t && t->bucket_for(addr).claim_fair_turn(fairness_now());
 }
 
 std::size_t parked_count(const void* addr) {

@@ -53,9 +53,15 @@ struct UnparkResult {
   bool be_fair = false;
 };
 
+// Where a parking thread joins the queue of its address. Front is for a thread that was
+// unparked, lost the race for what it was woken for, and parks again: it keeps its turn
+// instead of going behind threads that arrived after it.
+enum class QueuePlace { Back, Front };
+
 // Parks the calling thread on `addr` if validate() holds, until unparked or `deadline` passes.
 ParkResult park(const void* addr, FunctionRef<bool()> validate, FunctionRef<void()> before_sleep,
-                std::optional<Deadline> deadline = std::nullopt);
+                std::optional<Deadline> deadline = std::nullopt,
+                QueuePlace place = QueuePlace::Back);
 
 // Unparks the longest-waiting thread parked on `addr`, if any. `callback` runs under the
 // bucket lock (even when nobody was parked) and returns the token the unparked thread gets.
@@ -63,6 +69,11 @@ UnparkResult unpark_one(const void* addr, FunctionRef<UnparkToken(UnparkResult)>
 
 // Unparks every thread parked on `addr`, giving each `token`; returns how many.
 std::size_t unpark_all(const void* addr, UnparkToken token = default_unpark_token);
+
+// Claims the fairness turn of `addr` without unparking anyone: true (and the timer restarted)
+// when the timer unpark_one reports as be_fair has expired. Lock-free; costs a clock read, so
+// for callers that ask only now and then (ParkingMutex hands over to an already woken thread).
+bool claim_fair_handoff(const void* addr) noexcept;
 
 // Diagnostics (tests, metrics): a snapshot that may be stale by the time it returns.
 std::size_t parked_count(const void* addr);

@@ -102,6 +102,69 @@ TEST(ParkingLot, UnparkOneIsFifoAndDeliversTokens) {
   bystander.join();
 }
 
+// A thread that parks again after losing a race goes ahead of those that came after it.
+TEST(ParkingLot, ParkingAtTheFrontKeepsTheTurn) {
+  int key = 0;
+  std::vector<int> order;
+  std::mutex order_lock;
+  std::vector<std::thread> threads;
+  const auto park_as = [&](int id, parking_lot::QueuePlace place) {
+    threads.emplace_back([&, id, place] {
+      const auto result =
+          parking_lot::park(&key, always, no_op, Clock::now() + test::generous_timeout, place);
+      if (result.unparked()) {
+        std::lock_guard hold(order_lock);
+        order.push_back(id);
+      }
+    });
+    EXPECT_TRUE(test::eventually([&] { return parking_lot::parked_count(&key) == threads.size(); }));
+  };
+  park_as(0, parking_lot::QueuePlace::Back);
+  park_as(1, parking_lot::QueuePlace::Back);
+  park_as(2, parking_lot::QueuePlace::Front);
+  for (std::size_t i = 0; i < threads.size(); ++i) {
+    parking_lot::unpark_one(&key, [](parking_lot::UnparkResult) { return parking_lot::default_unpark_token; });
+    EXPECT_TRUE(test::eventually([&] {
+      std::lock_guard hold(order_lock);
+      return order.size() == i + 1;
+    }));
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(order, (std::vector<int>{2, 0, 1}));
+}
+
+// The fairness timer, driven by an injected clock: a turn is due once 0.25-0.75 ms have passed
+// since the last one, and only one claimer gets each turn.
+std::atomic<Clock::rep> injected_now{0};
+Clock::time_point injected_clock() noexcept { return Clock::time_point(Clock::duration(injected_now.load())); }
+
+TEST(ParkingLot, FairTurnsComeEveryQuarterToThreeQuarterMillisecond) {
+  int key = 0;
+  injected_now = (Clock::now() + 1s).time_since_epoch().count();  // past any pending turn
+  parking_lot::testing::set_fairness_clock(&injected_clock);
+  EXPECT_TRUE(parking_lot::claim_fair_handoff(&key));
+  EXPECT_FALSE(parking_lot::claim_fair_handoff(&key));
+  injected_now += Clock::duration(249us).count();
+  EXPECT_FALSE(parking_lot::claim_fair_handoff(&key));
+  injected_now += Clock::duration(501us).count();  // 750 us after the last turn
+  EXPECT_TRUE(parking_lot::claim_fair_handoff(&key));
+  // unpark_one reports turns from the same timer: not the one just claimed, the next one.
+  const auto be_fair_when_unparking = [&] {
+    std::thread parked([&] { parking_lot::park(&key, always, no_op, Clock::now() + test::generous_timeout); });
+    EXPECT_TRUE(test::eventually([&] { return parking_lot::parked_count(&key) == 1u; }));
+    const auto result = parking_lot::unpark_one(&key, [](parking_lot::UnparkResult) {
+      return parking_lot::default_unpark_token;
+    });
+    parked.join();
+    return result.be_fair;
+  };
+  EXPECT_FALSE(be_fair_when_unparking());
+  injected_now += Clock::duration(750us).count();
+  EXPECT_TRUE(be_fair_when_unparking());
+  EXPECT_FALSE(parking_lot::claim_fair_handoff(&key));
+  parking_lot::testing::set_fairness_clock(nullptr);
+}
+
 TEST(ParkingLot, UnparkAllWakesEveryoneWithTheToken) {
   constexpr int parkers = 5;
   int key = 0;
