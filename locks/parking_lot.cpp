@@ -4,7 +4,6 @@
 #include <atomic>
 #include <bit>
 #include <memory>
-#include <mutex>
 
 #include "locks/futex.hpp"
 #include "locks/futex_mutex.hpp"
@@ -244,7 +243,9 @@ std::size_t unpark_all(const void* addr, UnparkToken token) {
       bucket.remove(thread, previous);
       thread->token = token;
       thread->sleeping.store(0, std::memory_order_release);
-      futex_wake(thread->sleeping, 1);  // under the lock: `next` chains are read first
+      // Woken under the lock: once awake, a thread may park elsewhere and reuse `next`, so
+      // no list of whom to wake would survive unlocking.
+      futex_wake(thread->sleeping, 1);
       ++count;
     } else {
       previous = thread;

@@ -1,5 +1,5 @@
 #pragma once
-// The parking lot: a process-wide hash table of FIFO wait queues keyed by address, after
+// The parking lot: a process-wide hash table of wait queues keyed by address, after
 // WebKit's ParkingLot and Rust's parking_lot_core. It lets a lock keep no queue of its own, so
 // ParkingMutex and ParkingCondvar fit in one byte.
 //
@@ -10,7 +10,9 @@
 //   bucket lock before waking it, so a wake-up that comes before the sleep is never lost.
 // - validate() runs under the bucket lock: state an unparker changes under the same bucket
 //   lock cannot change between validate() and the enqueue. before_sleep() runs after the
-//   thread is queued and the bucket is unlocked, so it may itself park/unpark other addresses.
+//   thread is queued and the bucket is unlocked, so it may unpark (release a lock, say), but
+//   it must not park.
+// - Queues are first-in first-out, except that a thread may rejoin at the front (QueuePlace).
 // - Unpark callbacks run under the bucket lock: they must be short and must not touch the
 //   parking lot. An address is only a key, never dereferenced.
 // All functions are thread-safe. Timeouts are absolute steady_clock time points.
@@ -47,9 +49,10 @@ struct ParkResult {
 struct UnparkResult {
   std::size_t unparked_threads = 0;  // 0 or 1
   bool have_more_threads = false;    // other threads still parked on the same address
-  // Eventual fairness: true when the bucket's fairness timer (a random 0.25-0.75 ms since the
-  // last time it was true) has expired; the caller should then hand its resource over directly
-  // to the unparked thread instead of letting it compete. Only ever true with a thread unparked.
+  // Eventual fairness: true when the fairness timer of the address's bucket has expired (a
+  // random 0.25-0.75 ms after the last fair turn, whether reported here or claimed with
+  // claim_fair_handoff); the caller should then hand its resource directly to the unparked
+  // thread instead of letting it compete. Only ever true with a thread unparked.
   bool be_fair = false;
 };
 

@@ -8,8 +8,8 @@
 //   readers that were inside when it arrived: readers cannot starve writers.
 // - A writer's unlock wakes every parked reader and one parked writer; they compete, so reads
 //   and writes alternate in batches and readers cannot be starved by a stream of writers either.
-//   Writers among themselves get the ParkingMutex treatment: barging plus eventual fairness (a
-//   direct hand-off of the writer bit when the parking lot's fairness timer has expired).
+//   Among writers: barging, plus eventual fairness: once the parking lot's fairness timer has
+//   expired, a writer's unlock hands the writer bit directly to the longest-parked writer.
 // - Spinning (bounded `pause` back-off, never sched_yield, none once someone of the same kind
 //   is parked) is the same as ParkingMutex's; see there why it cannot become a yield storm.
 //
