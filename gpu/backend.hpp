@@ -48,7 +48,8 @@ class Backend {
   virtual int max_batch_tokens() const = 0;
 
   // Runs one step. logits receives one row of desc().n_vocab floats per entry with
-  // want_logits, in batch order. Throws std::invalid_argument (naming the sequence) for a
+  // want_logits, in batch order (may be null when none wants logits). Entries may share
+  // blocks they only read, but no two may write the same KV cell (position of a block). Throws std::invalid_argument (naming the sequence) for a
   // malformed batch: no tokens, too many tokens in all, a token outside the vocabulary, a
   // negative n_past, or a block table too short or naming a block outside the pool. A batch
   // that throws has changed no KV memory.
