@@ -212,11 +212,20 @@ int run(const Options& o) {
 
 }  // namespace
 
+constexpr const char* kUsage =
+    "usage: troupe-forward-probe [--model PATH] [--threads 1,2] [--reps 3] [--prefill 512]\n"
+    "                            [--decode 128] [--batches 1,4,8,16] [--batch-steps 32]\n"
+    "                            [--llama-bench PATH]\n";
+
 int main(int argc, char** argv) {
   Options o;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
+      if (arg == "--help" || arg == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      }
       if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
       const std::string value = argv[++i];
       if (arg == "--model") o.model = value;
@@ -231,7 +240,7 @@ int main(int argc, char** argv) {
     }
     return run(o);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "troupe-forward-probe: %s\n", e.what());
+    std::fprintf(stderr, "troupe-forward-probe: %s\n%s", e.what(), kUsage);
     return 1;
   }
 }
