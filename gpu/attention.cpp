@@ -39,13 +39,13 @@ void dot_rows(const float* q, const float* k, int dim, int n_slots, float scale,
     }
     const __m256 pairs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     __m128 sums = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
-    alignas(16) float out[4];
-    _mm_store_ps(out, sums);
-    for (int r = 0; r < 4; ++r) {
-      float tail = 0;
-      for (int c = vec_dim; c < dim; ++c) tail += q[c] * k0[size_t(r) * dim + c];
-      scores[s + r] = (out[r] + tail) * scale;
+    if (vec_dim < dim) {
+      alignas(16) float tails[4] = {0, 0, 0, 0};
+      for (int r = 0; r < 4; ++r)
+        for (int c = vec_dim; c < dim; ++c) tails[r] += q[c] * k0[size_t(r) * dim + c];
+      sums = _mm_add_ps(sums, _mm_load_ps(tails));
     }
+    _mm_storeu_ps(scores + s, _mm_mul_ps(sums, _mm_set1_ps(scale)));
   }
   for (; s < n_slots; ++s) {
     const float* ks = k + size_t(s) * dim;
