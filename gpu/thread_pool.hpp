@@ -26,43 +26,9 @@
 #include <utility>
 #include <vector>
 
+#include "locks/function_ref.hpp"
+
 namespace troupe {
-
-// A non-owning reference to a callable; the callable must outlive every call.
-template <class Signature>
-class FunctionRef;
-
-template <class R, class... Args>
-class FunctionRef<R(Args...)> {
- public:
-  template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> &&
-             std::is_invocable_r_v<R, F&, Args...>)
-  FunctionRef(F&& f) noexcept {  // NOLINT: implicit on purpose, like std::function
-    using Target = std::remove_reference_t<F>;
-    if constexpr (std::is_function_v<Target>) {
-      target_.function = reinterpret_cast<void (*)()>(&f);
-      call_ = [](Storage s, Args... args) -> R {
-        return reinterpret_cast<Target*>(s.function)(std::forward<Args>(args)...);
-      };
-    } else {
-      target_.object = const_cast<void*>(static_cast<const void*>(std::addressof(f)));
-      call_ = [](Storage s, Args... args) -> R {
-        return (*static_cast<Target*>(s.object))(std::forward<Args>(args)...);
-      };
-    }
-  }
-
-  R operator()(Args... args) const { return call_(target_, std::forward<Args>(args)...); }
-
- private:
-  union Storage {
-    void* object;
-    void (*function)();
-  };
-  Storage target_;
-  R (*call_)(Storage, Args...);
-};
 
 // [begin, end) of part i when [0, n) is cut into `parts` contiguous ranges of nearly equal
 // size; with align > 1 every boundary but n is a multiple of align. Deterministic.

@@ -20,22 +20,31 @@ class FunctionRef<R(Args...)> {
   template <class F>
     requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> &&
              std::is_invocable_r_v<R, F&, Args...>)
-  FunctionRef(F&& callable) noexcept  // NOLINT(google-explicit-constructor): used like a lambda
-      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(callable)))),
-        call_([](void* object, Args... args) -> R {
-          auto& target = *static_cast<std::remove_reference_t<F>*>(object);
-          if constexpr (std::is_void_v<R>) {
-            std::invoke(target, std::forward<Args>(args)...);
-          } else {
-            return std::invoke(target, std::forward<Args>(args)...);
-          }
-        }) {}
+  FunctionRef(F&& callable) noexcept {  // NOLINT(google-explicit-constructor): used like a lambda
+    using Target = std::remove_reference_t<F>;
+    if constexpr (std::is_function_v<Target>) {  // a plain function: keep its address
+      target_.function = reinterpret_cast<void (*)()>(&callable);
+      call_ = [](Storage target, Args... args) -> R {
+        return std::invoke(reinterpret_cast<Target*>(target.function),
+                           std::forward<Args>(args)...);
+      };
+    } else {
+      target_.object = const_cast<void*>(static_cast<const void*>(std::addressof(callable)));
+      call_ = [](Storage target, Args... args) -> R {
+        return std::invoke(*static_cast<Target*>(target.object), std::forward<Args>(args)...);
+      };
+    }
+  }
 
-  R operator()(Args... args) const { return call_(object_, std::forward<Args>(args)...); }
+  R operator()(Args... args) const { return call_(target_, std::forward<Args>(args)...); }
 
  private:
-  void* object_;
-  R (*call_)(void*, Args...);
+  union Storage {
+    void* object;
+    void (*function)();
+  };
+  Storage target_;
+  R (*call_)(Storage, Args...);
 };
 
 }  // namespace troupe
