@@ -11,14 +11,15 @@ namespace {
 SimProfile seven_b_h200() {
   SimProfile p;
   p.name = "7b-h200";
-  p.n_layer = 32;
-  p.n_embd = 4096;
-  p.n_head = 32;
-  p.n_head_kv = 8;
-  p.head_dim = 128;
-  p.n_ff = 14336;
-  p.n_vocab = 32000;
-  p.n_ctx = 32768;
+  p.model.architecture = "llama";
+  p.model.n_layer = 32;
+  p.model.n_embd = 4096;
+  p.model.n_head = 32;
+  p.model.n_head_kv = 8;
+  p.model.head_dim = 128;
+  p.model.n_ff = 14336;
+  p.model.n_vocab = 32000;
+  p.model.n_ctx_train = 32768;
   p.bytes_per_weight = 2.0;
   p.bytes_per_kv_value = 2.0;
   p.memory_bytes_per_second = 4.8e12;
@@ -30,16 +31,18 @@ SimProfile seven_b_h200() {
 }  // namespace
 
 uint64_t SimProfile::params() const {
-  const uint64_t embd = n_embd;
-  const uint64_t q_dim = uint64_t(n_head) * head_dim;
-  const uint64_t kv_dim = uint64_t(n_head_kv) * head_dim;
+  const ModelDesc& m = model;
+  const uint64_t embd = m.n_embd;
+  const uint64_t q_dim = uint64_t(m.n_head) * m.head_dim;
+  const uint64_t kv_dim = uint64_t(m.n_head_kv) * m.head_dim;
   const uint64_t per_layer =
-      embd * q_dim + 2 * embd * kv_dim + q_dim * embd + 3 * embd * uint64_t(n_ff) + 2 * embd;
-  return 2 * uint64_t(n_vocab) * embd + embd + uint64_t(n_layer) * per_layer;
+      embd * q_dim + 2 * embd * kv_dim + q_dim * embd + 3 * embd * uint64_t(m.n_ff) + 2 * embd;
+  return 2 * uint64_t(m.n_vocab) * embd + embd + uint64_t(m.n_layer) * per_layer;
 }
 
 double SimProfile::kv_bytes_per_token() const {
-  return 2.0 * double(n_layer) * double(n_head_kv) * double(head_dim) * bytes_per_kv_value;
+  return 2.0 * double(model.n_layer) * double(model.n_head_kv) * double(model.head_dim) *
+         bytes_per_kv_value;
 }
 
 double SimProfile::step_seconds(int64_t tokens, int64_t kv_tokens) const {
@@ -54,14 +57,14 @@ void SimProfile::validate() const {
     if (!ok)
       throw std::invalid_argument("sim profile '" + name + "': " + what + " must be positive");
   };
-  require(n_layer > 0, "layers");
-  require(n_embd > 0, "hidden size");
-  require(n_head > 0, "heads");
-  require(n_head_kv > 0, "KV heads");
-  require(head_dim > 0, "head dim");
-  require(n_ff > 0, "FFN size");
-  require(n_vocab > 0, "vocabulary");
-  require(n_ctx > 0, "context");
+  require(model.n_layer > 0, "layers");
+  require(model.n_embd > 0, "hidden size");
+  require(model.n_head > 0, "heads");
+  require(model.n_head_kv > 0, "KV heads");
+  require(model.head_dim > 0, "head dim");
+  require(model.n_ff > 0, "FFN size");
+  require(model.n_vocab > 0, "vocabulary");
+  require(model.n_ctx_train > 0, "context");
   require(bytes_per_weight > 0 && std::isfinite(bytes_per_weight), "bytes per weight");
   require(bytes_per_kv_value > 0 && std::isfinite(bytes_per_kv_value), "bytes per KV value");
   require(memory_bytes_per_second > 0 && std::isfinite(memory_bytes_per_second),
@@ -82,17 +85,8 @@ SimProfile sim_profile(std::string_view name) {
 }
 
 ModelDesc sim_model_desc(const SimProfile& p) {
-  ModelDesc d;
-  d.architecture = "llama";
-  d.n_layer = p.n_layer;
-  d.n_embd = p.n_embd;
-  d.n_head = p.n_head;
-  d.n_head_kv = p.n_head_kv;
-  d.head_dim = p.head_dim;
-  d.n_ff = p.n_ff;
-  d.n_vocab = p.n_vocab;
-  d.n_ctx_train = p.n_ctx;
-  d.layers.resize(p.n_layer);
+  ModelDesc d = p.model;
+  d.layers.resize(d.n_layer);
   return d;
 }
 

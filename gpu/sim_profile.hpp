@@ -17,15 +17,9 @@ namespace troupe {
 
 struct SimProfile {
   std::string name;
-  // The model: a llama-family shape with untied input and output embeddings.
-  uint32_t n_layer = 0;
-  uint32_t n_embd = 0;
-  uint32_t n_head = 0;
-  uint32_t n_head_kv = 0;
-  uint32_t head_dim = 0;
-  uint32_t n_ff = 0;
-  uint32_t n_vocab = 0;
-  uint32_t n_ctx = 0;
+  // The model: a llama-family shape with untied input and output embeddings, as a synthetic
+  // ModelDesc (architecture "llama"; no GGUF behind it, every tensor pointer null).
+  ModelDesc model;
   double bytes_per_weight = 2.0;    // bf16
   double bytes_per_kv_value = 2.0;  // bf16 K and V
   // The device.
@@ -52,8 +46,7 @@ struct SimProfile {
 SimProfile sim_profile(std::string_view name);  // throws std::invalid_argument listing names
 std::vector<std::string> sim_profile_names();
 
-// A synthetic ModelDesc of the profile's shape (architecture "llama"): no GGUF behind it, every
-// tensor pointer null, n_layer empty layer entries.
+// The profile's synthetic ModelDesc, with n_layer empty layer entries.
 ModelDesc sim_model_desc(const SimProfile& profile);
 
 }  // namespace troupe
