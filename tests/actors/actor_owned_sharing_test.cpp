@@ -93,24 +93,7 @@ TEST_F(ActorOwnedTest, BatchedCallsAreOneMessage) {
 TEST_F(ActorOwnedTest, ThreeThreadsCallInAtOnceAndQueueInTheMailbox) {
   const auto cache =
       make_shared_kv_cache(SyncMode::Actor, test::meeting_cache_config(), &actors.system());
-  test::meeting.arm(3, std::chrono::milliseconds(50));
-  std::thread holder([&] {
-    test::CallInFlight in_flight;
-    EXPECT_TRUE(cache->reserve(100, test::hashing_prompt()).ok());
-  });
-  test::meeting.wait_for_holder();
-  std::thread reader([&] {
-    test::CallInFlight in_flight;
-    cache->stats();
-  });
-  std::thread writer([&] {
-    test::CallInFlight in_flight;
-    const std::vector<int32_t> prompt = {42};
-    EXPECT_TRUE(cache->reserve(101, prompt).ok());
-  });
-  holder.join();
-  reader.join();
-  writer.join();
+  EXPECT_TRUE(test::three_callers_meet(*cache, std::chrono::milliseconds(50)));
 
   EXPECT_GE(test::meeting.max_in_flight.load(), 3);
   const SharingStats stats = cache->sharing_stats();

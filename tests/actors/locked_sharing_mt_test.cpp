@@ -118,24 +118,7 @@ class LockedModeTest : public ::testing::TestWithParam<SyncMode> {};
 // a reader and a writer, which then wait for it.
 TEST_P(LockedModeTest, ThreeThreadsCallInAtOnceAndContend) {
   const auto cache = make_shared_kv_cache(GetParam(), test::meeting_cache_config());
-  test::meeting.arm(3, std::chrono::milliseconds(100));
-  std::thread holder([&] {
-    test::CallInFlight in_flight;
-    EXPECT_TRUE(cache->reserve(100, test::hashing_prompt()).ok());
-  });
-  test::meeting.wait_for_holder();
-  std::thread reader([&] {
-    test::CallInFlight in_flight;
-    cache->stats();
-  });
-  std::thread writer([&] {
-    test::CallInFlight in_flight;
-    const std::vector<int32_t> prompt = {42};
-    EXPECT_TRUE(cache->reserve(101, prompt).ok());
-  });
-  holder.join();
-  reader.join();
-  writer.join();
+  EXPECT_TRUE(test::three_callers_meet(*cache, std::chrono::milliseconds(100)));
 
   EXPECT_GE(test::meeting.max_in_flight.load(), 3);
   const SharingStats stats = cache->sharing_stats();

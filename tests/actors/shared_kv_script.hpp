@@ -230,4 +230,30 @@ inline KvCacheConfig meeting_cache_config() {
 // A prompt with two full blocks before its last one, so reserving it hashes.
 inline std::vector<int32_t> hashing_prompt() { return {1, 2, 3, 4, 5, 6, 7, 8, 9}; }
 
+// Three callers meet inside one cache: a holder stays in the core's hash (held for hold) until
+// a reader (stats) and a writer (reserve) are in flight too. Returns whether both reserves
+// succeeded; the caller checks meeting.max_in_flight and the cache's SharingStats.
+inline bool three_callers_meet(SharedKvCache& cache, std::chrono::milliseconds hold) {
+  meeting.arm(3, hold);
+  std::atomic<int> reserved{0};
+  std::thread holder([&] {
+    CallInFlight in_flight;
+    reserved += cache.reserve(100, hashing_prompt()).ok();
+  });
+  meeting.wait_for_holder();
+  std::thread reader([&] {
+    CallInFlight in_flight;
+    cache.stats();
+  });
+  std::thread writer([&] {
+    CallInFlight in_flight;
+    const std::vector<int32_t> prompt = {42};
+    reserved += cache.reserve(101, prompt).ok();
+  });
+  holder.join();
+  reader.join();
+  writer.join();
+  return reserved.load() == 2;
+}
+
 }  // namespace troupe::test
