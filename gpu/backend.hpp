@@ -36,7 +36,17 @@ struct BackendOptions {
   int kv_block_tokens = 16;      // tokens per KV block
   int64_t kv_blocks = 0;         // KV blocks in the pool; 0: as many as kv_bytes allows
   uint64_t kv_bytes = 256ull << 20;  // KV budget in bytes when kv_blocks is 0
+  // When set (cpu): the backend uses this pool instead of making its own, so several
+  // backends of one model (one per worker) share one KV memory and one set of block ids;
+  // its shape must be the model's with kv_block_tokens (kv_blocks / kv_bytes are then
+  // ignored). Steps of different backends may run at once: they write disjoint cells
+  // (the KV-cache core gives each sequence its own blocks) and only read shared ones.
+  std::shared_ptr<KvPool> kv_pool;
 };
+
+// The pool a cpu backend for `desc` would make from options (kv_blocks, else kv_bytes);
+// throws std::invalid_argument when the budget is below one block.
+std::shared_ptr<KvPool> make_kv_pool(const ModelDesc& desc, const BackendOptions& options);
 
 class Backend {
  public:

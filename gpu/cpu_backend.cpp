@@ -67,17 +67,13 @@ int resolve_threads(int threads) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-KvPool make_pool(const ModelDesc& d, const BackendOptions& o) {
-  const KvShape shape{int(d.n_layer), int(d.n_head_kv), int(d.head_dim), o.kv_block_tokens};
-  int64_t blocks = o.kv_blocks;
-  if (blocks == 0) {
-    blocks = KvPool::blocks_for_bytes(shape, o.kv_bytes);
-    if (blocks < 1)
-      throw std::invalid_argument("KV budget of " + std::to_string(o.kv_bytes) +
-                                  " bytes is below one block (" +
-                                  std::to_string(KvPool::bytes_per_block(shape)) + " bytes)");
-  }
-  return KvPool(shape, blocks);
+std::shared_ptr<KvPool> pool_for(const ModelDesc& d, const BackendOptions& o) {
+  if (!o.kv_pool) return make_kv_pool(d, o);
+  const KvShape& s = o.kv_pool->shape();
+  if (s.n_layer != int(d.n_layer) || s.n_head_kv != int(d.n_head_kv) ||
+      s.head_dim != int(d.head_dim) || s.block_tokens != o.kv_block_tokens)
+    throw std::invalid_argument("the shared KV pool's shape does not match the model");
+  return o.kv_pool;
 }
 
 class CpuBackend final : public Backend {
@@ -86,7 +82,8 @@ class CpuBackend final : public Backend {
       : desc_(desc),
         n_threads_(resolve_threads(options.threads)),
         max_tokens_(options.max_batch_tokens),
-        kv_(make_pool(desc, options)),
+        kv_owner_(pool_for(desc, options)),
+        kv_(*kv_owner_),
         pool_(n_threads_),
         embd_(int(desc.n_embd)),
         q_dim_(int(desc.n_head * desc.head_dim)),
@@ -325,7 +322,8 @@ class CpuBackend final : public Backend {
   const ModelDesc& desc_;
   const int n_threads_;
   const int max_tokens_;
-  KvPool kv_;
+  std::shared_ptr<KvPool> kv_owner_;
+  KvPool& kv_;
   ThreadPool pool_;
   const int embd_, q_dim_, kv_dim_, ff_, head_dim_;
   const float attention_scale_;
@@ -353,6 +351,19 @@ class CpuBackend final : public Backend {
 };
 
 }  // namespace
+
+std::shared_ptr<KvPool> make_kv_pool(const ModelDesc& d, const BackendOptions& o) {
+  const KvShape shape{int(d.n_layer), int(d.n_head_kv), int(d.head_dim), o.kv_block_tokens};
+  int64_t blocks = o.kv_blocks;
+  if (blocks == 0) {
+    blocks = KvPool::blocks_for_bytes(shape, o.kv_bytes);
+    if (blocks < 1)
+      throw std::invalid_argument("KV budget of " + std::to_string(o.kv_bytes) +
+                                  " bytes is below one block (" +
+                                  std::to_string(KvPool::bytes_per_block(shape)) + " bytes)");
+  }
+  return std::make_shared<KvPool>(shape, blocks);
+}
 
 std::unique_ptr<Backend> make_cpu_backend(const ModelDesc& desc, const BackendOptions& options) {
   return std::make_unique<CpuBackend>(desc, options);
