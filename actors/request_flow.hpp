@@ -38,6 +38,7 @@ class RequestFlow {
   static std::variant<std::unique_ptr<RequestFlow>, EndEvent> start(
       const GenerateRequest& request, std::shared_ptr<const LoadedModel> model,
       const ChatTemplate& chat_template, int32_t context_tokens);
+  ~RequestFlow();
 
   const std::vector<int32_t>& prompt() const;
   int32_t max_new_tokens() const;

@@ -71,6 +71,19 @@ class KvCacheSharing final : public SharedKvCache {
       return std::vector<KvBlockId>(table.begin(), table.end());
     });
   }
+  void block_tables(std::span<const uint64_t> seqs,
+                    std::span<std::vector<KvBlockId>> tables) const override {
+    if (seqs.size() != tables.size())
+      throw std::invalid_argument("block_tables: " + std::to_string(seqs.size()) +
+                                  " sequences but room for " + std::to_string(tables.size()) +
+                                  " tables");
+    access_.read([&](const KvCacheCore& core) {
+      for (std::size_t i = 0; i < seqs.size(); ++i) {
+        const std::span<const KvBlockId> table = core.block_table(seqs[i]);
+        tables[i].assign(table.begin(), table.end());
+      }
+    });
+  }
   std::optional<std::string> check() const override {
     return access_.read([](const KvCacheCore& core) { return core.check(); });
   }

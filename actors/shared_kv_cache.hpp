@@ -54,6 +54,10 @@ class SharedKvCache {
   virtual std::optional<int32_t> num_tokens(uint64_t seq) const = 0;
   // A copy: empty for an unknown sequence.
   virtual std::vector<KvBlockId> block_table(uint64_t seq) const = 0;
+  // tables[i] = block_table(seqs[i]), all in one call (the vectors' storage is reused).
+  // Throws std::invalid_argument when the spans differ in size.
+  virtual void block_tables(std::span<const uint64_t> seqs,
+                            std::span<std::vector<KvBlockId>> tables) const = 0;
   virtual std::optional<std::string> check() const = 0;
 
   int32_t block_size() const { return block_size_; }

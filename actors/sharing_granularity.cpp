@@ -63,6 +63,13 @@ int64_t free_step(SharedKvCache& cache, KvGranularity granularity,
   return freed;
 }
 
+void tables_step(const SharedKvCache& cache, KvGranularity granularity,
+                 std::span<const uint64_t> seqs, std::span<std::vector<KvBlockId>> tables) {
+  if (granularity == KvGranularity::Step) return cache.block_tables(seqs, tables);
+  require_same_size("block_tables", seqs.size(), tables.size());
+  for (std::size_t i = 0; i < seqs.size(); ++i) tables[i] = cache.block_table(seqs[i]);
+}
+
 void peek_step(const SharedKvCache& cache, KvGranularity granularity,
                std::span<const std::span<const int32_t>> prompts, std::span<int32_t> cached) {
   if (granularity == KvGranularity::Step) return cache.peek_prefixes(prompts, cached);

@@ -30,6 +30,8 @@ int64_t append_step(SharedKvCache& cache, KvGranularity granularity,
                     std::span<const KvAppend> appends, std::span<KvAppendResult> results);
 int64_t free_step(SharedKvCache& cache, KvGranularity granularity,
                   std::span<const uint64_t> seqs);
+void tables_step(const SharedKvCache& cache, KvGranularity granularity,
+                 std::span<const uint64_t> seqs, std::span<std::vector<KvBlockId>> tables);
 void peek_step(const SharedKvCache& cache, KvGranularity granularity,
                std::span<const std::span<const int32_t>> prompts, std::span<int32_t> cached);
 

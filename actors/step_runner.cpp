@@ -1,0 +1,57 @@
+#include "actors/step_runner.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace troupe {
+
+StepRunner::StepRunner(std::unique_ptr<Backend> backend, const Vocab& vocab)
+    : backend_(std::move(backend)), vocab_(vocab) {
+  if (!backend_) throw std::invalid_argument("StepRunner needs a backend");
+}
+
+StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> samplers) {
+  StepResult result;
+  result.started = EngineClock::now();
+  steps_.clear();
+  std::size_t wanting = 0;
+  for (const PlannedStep& planned : batch.steps) {
+    steps_.push_back({.seq_id = planned.seq,
+                      .tokens = planned.tokens,
+                      .n_past = planned.n_past,
+                      .block_table = planned.block_table,
+                      .want_logits = planned.want_logits});
+    wanting += planned.want_logits;
+  }
+  if (samplers.size() != wanting)
+    throw std::invalid_argument("StepRunner::run: " + std::to_string(samplers.size()) +
+                                " samplers for " + std::to_string(wanting) +
+                                " steps that want logits");
+  const std::size_t n_vocab = backend_->desc().n_vocab;
+  logits_.resize(wanting * n_vocab);
+  if (!steps_.empty()) backend_->step(steps_, wanting ? logits_.data() : nullptr);
+
+  result.sampled.reserve(wanting);
+  result.outputs.reserve(wanting);
+  std::size_t row = 0;
+  for (const PlannedStep& planned : batch.steps) {
+    if (!planned.want_logits) continue;
+    SeqSampling& seq = *samplers[row];
+    const std::span<float> logits(logits_.data() + row * n_vocab, n_vocab);
+    const SampleResult sample = seq.sampler.sample(logits, seq.history);
+    seq.history.push_back(sample.token);
+    result.sampled.push_back(
+        {.seq = planned.seq, .token = sample.token,
+         .stop = !seq.ignore_eos && vocab_.is_eog(sample.token)});
+    result.outputs.push_back({.seq = planned.seq,
+                              .token = sample.token,
+                              .logprob = sample.logprob,
+                              .top = {sample.top.begin(), sample.top.end()},
+                              .at = EngineClock::now()});
+    ++row;
+  }
+  result.ended = EngineClock::now();
+  return result;
+}
+
+}  // namespace troupe
