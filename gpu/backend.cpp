@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gpu/cpu_backend.hpp"
+#include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/sim_backend.hpp"
 
@@ -13,8 +14,30 @@ namespace troupe {
 std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOptions& options) {
   if (options.name == "cpu") return make_cpu_backend(desc, options);
   if (options.name == "sim") return make_sim_backend(options);
-  throw std::invalid_argument("unknown backend '" + options.name + "' (available: cpu, sim)");
+  if (options.name == "cuda") return make_cuda_backend(desc, options);
+  throw std::invalid_argument("unknown backend '" + options.name + "' (available: cpu, cuda, sim)");
 }
+
+#ifndef TROUPE_HAVE_CUDA
+// This build has no cuda backend (nvcc was not found, or -DTROUPE_CUDA=OFF).
+
+namespace {
+const char* const kNoCudaBuild =
+    "this build has no CUDA backend (nvcc was not found when it was configured, or "
+    "-DTROUPE_CUDA=OFF); use --backend cpu, or rebuild with the CUDA toolkit installed";
+}  // namespace
+
+std::optional<std::string> cuda_unavailable_reason() { return std::string(kNoCudaBuild); }
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelDesc&, const BackendOptions&,
+                                           const CudaOptions&) {
+  throw std::runtime_error(kNoCudaBuild);
+}
+
+std::optional<GpuMemoryUse> gpu_memory_in_use(const Backend&) { return std::nullopt; }
+
+bool set_cuda_graphs(Backend&, bool) { return false; }
+#endif
 
 namespace {
 
