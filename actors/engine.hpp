@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,10 @@ struct EngineOptions {
   // Deterministic tests only (actors runtime): workers and the scheduler are spawned so
   // that CAF's test coordinator can step them. Off in production.
   bool deterministic = false;
+  // Tests only: when set, each worker's backend is passed through it as it is made (worker
+  // index, the backend the options ask for) and the result is used, e.g. to inject a backend
+  // that fails. Empty in production.
+  std::function<std::unique_ptr<Backend>(int32_t worker, std::unique_ptr<Backend>)> wrap_backend;
   // Throws std::invalid_argument naming the option for a value out of range.
   void validate() const;
 };

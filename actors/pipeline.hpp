@@ -26,9 +26,21 @@ class Pipeline {
 };
 
 struct PipelineParts {
-  std::shared_ptr<const LoadedModel> model;   // tokenizer, desc (sim: the profile's)
-  EngineOptions options;
+  std::shared_ptr<const LoadedModel> model;   // tokenizer, desc (sim: the profile's, with
+                                              // the tokenizer's n_vocab)
+  EngineOptions options;                      // context_tokens resolved (> 0) by the engine
 };
+
+// The pieces every runtime builds the same way (engine.cpp):
+// the KV pool the cpu backends of one pipeline share (nullptr for other backends);
+std::shared_ptr<KvPool> make_pipeline_kv_pool(const PipelineParts& parts);
+// worker `worker`'s backend: sim (options.sim_profile with the model's n_vocab,
+// sim_time_scale), else make_backend with max_batch_tokens raised to the planner's and, for
+// cpu, the shared pool; then options.wrap_backend when set. Throws std::invalid_argument.
+std::unique_ptr<Backend> make_pipeline_backend(const PipelineParts& parts, int32_t worker,
+                                               const std::shared_ptr<KvPool>& shared_pool);
+// options.chat_template by name, else the one the model ships (detected).
+ChatTemplate pipeline_chat_template(const PipelineParts& parts);
 
 std::unique_ptr<Pipeline> make_threads_pipeline(PipelineParts parts);
 std::unique_ptr<Pipeline> make_actors_pipeline(PipelineParts parts);
