@@ -174,6 +174,9 @@ nlohmann::json kvcache_json(const KvcacheConfig& config, const std::vector<Kvcac
     granularities.push_back(to_string(granularity));
   nlohmann::json document = {
       {"suite", "kvcache"},
+      {"axes", {"sync", "kv_granularity", "threads"}},
+      {"headline", {"ops_per_s_median", "lookup_p99_ns", "append_p99_ns", "free_p99_ns",
+                    "contended"}},
       {"config",
        {{"threads", config.threads},
         {"sync", sync_names},

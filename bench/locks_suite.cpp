@@ -8,6 +8,7 @@
 
 #include "actors/options.hpp"
 #include "bench/machine.hpp"
+#include "bench/plot.hpp"
 #include "bench/progress.hpp"
 #include "bench/report.hpp"
 
@@ -50,7 +51,9 @@ po::options_description locks_options() {
        "wrap each lock in Counted<Lock> to report the longest wait (costs throughput: compare "
        "only runs with the same setting); for actor, time each request")
       ("json", po::value<std::string>()->value_name("FILE"), "write the results as JSON")
-      ("csv", po::value<std::string>()->value_name("FILE"), "write the results as CSV");
+      ("csv", po::value<std::string>()->value_name("FILE"), "write the results as CSV")
+      ("plot", po::value<std::string>()->value_name("FILE.svg"),
+       "plot ops/s and ns per op (longest wait with --counters) against thread count");
   return description;
 }
 
@@ -66,6 +69,7 @@ LocksConfig read_locks_config(const po::variables_map& values) {
   config.counters = values.at("counters").as<bool>();
   if (values.count("json")) config.json = values.at("json").as<std::string>();
   if (values.count("csv")) config.csv = values.at("csv").as<std::string>();
+  if (values.count("plot")) config.plot = values.at("plot").as<std::string>();
   return config;
 }
 
@@ -147,6 +151,8 @@ nlohmann::json locks_json(const LocksConfig& config, const std::vector<LocksRow>
   for (SyncMode mode : config.sync) sync_names.push_back(to_string(mode));
   nlohmann::json document = {
       {"suite", "locks"},
+      {"axes", {"sync", "threads"}},
+      {"headline", {"ops_per_s_median", "ns_per_op", "min_share", "longest_wait_ns"}},
       {"config",
        {{"threads", config.threads},
         {"sync", sync_names},
@@ -203,6 +209,29 @@ std::vector<std::string> locks_csv_fields(const LocksRow& row) {
           row.overlaps_std ? (*row.overlaps_std ? "true" : "false") : ""};
 }
 
+PlotSpec locks_plot(const LocksConfig& config, const std::vector<LocksRow>& rows) {
+  PlotSpec spec;
+  spec.title = fmt::format("troupe-bench locks: work {} inside / {} outside, read ratio {:g}",
+                           config.work_inside, config.work_outside, config.read_ratio);
+  spec.x_label = "contending threads";
+  spec.log2_x = true;
+  spec.panels = {{"loops per second (all threads), median", "ops/s", {}},
+                 config.counters ? PlotPanel{"longest wait for the lock", "ns", {}}
+                                 : PlotPanel{"wall time per loop (1e9 / ops/s)", "ns", {}}};
+  for (SyncMode mode : config.sync) {
+    PlotSeries throughput{std::string(to_string(mode)), {}, {}}, latency = throughput;
+    for (const LocksRow& row : rows) {
+      if (row.sync != mode) continue;
+      throughput.x.push_back(row.threads), throughput.y.push_back(row.ops_per_s.median);
+      latency.x.push_back(row.threads);
+      latency.y.push_back(config.counters ? row.longest_wait_ns.value_or(nan()) : row.ns_per_op);
+    }
+    spec.panels[0].series.push_back(throughput);
+    spec.panels[1].series.push_back(latency);
+  }
+  return spec;
+}
+
 std::vector<LocksRow> run_locks_suite(const LocksConfig& config, std::ostream& out) {
   ProgressLine progress;
   std::vector<LocksRow> all_rows;
@@ -232,6 +261,7 @@ std::vector<LocksRow> run_locks_suite(const LocksConfig& config, std::ostream& o
     for (const LocksRow& row : all_rows) lines.push_back(locks_csv_fields(row));
     write_csv_file(*config.csv, locks_csv_header(), lines);
   }
+  if (config.plot) write_plot_svg(locks_plot(config, all_rows), *config.plot);
   return all_rows;
 }
 

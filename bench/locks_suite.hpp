@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/lock_contention.hpp"
+#include "bench/plot.hpp"
 #include "bench/statistics.hpp"
 #include "locks/sync_mode.hpp"
 
@@ -39,6 +40,7 @@ struct LocksConfig {
   bool counters = false;
   std::optional<std::filesystem::path> json;
   std::optional<std::filesystem::path> csv;
+  std::optional<std::filesystem::path> plot;
 };
 
 boost::program_options::options_description locks_options();
@@ -67,6 +69,9 @@ void print_locks_table(std::ostream& out, const LocksConfig& config, int threads
                        const std::vector<LocksRow>& rows);
 nlohmann::json locks_json(const LocksConfig& config, const std::vector<LocksRow>& rows);
 std::vector<std::string> locks_csv_header();
+// --plot: ops/s and ns per op (longest wait with --counters) against thread count, one line
+// per sync mode.
+PlotSpec locks_plot(const LocksConfig& config, const std::vector<LocksRow>& rows);
 std::vector<std::string> locks_csv_fields(const LocksRow& row);
 
 // The whole suite: measures, prints tables to out, writes the requested files; returns the

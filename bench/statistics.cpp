@@ -44,6 +44,17 @@ double percentile(std::span<const double> values, double p) {
   return sorted[lower] + (sorted[upper] - sorted[lower]) * fraction;
 }
 
+double mean(std::span<const double> values) {
+  if (values.empty()) throw std::invalid_argument("mean of an empty sample");
+  double sum = 0;
+  for (double value : values) sum += value;
+  return sum / static_cast<double>(values.size());
+}
+
+Distribution distribution(std::span<const double> values) {
+  return {mean(values), percentile(values, 50), percentile(values, 90), percentile(values, 99)};
+}
+
 double ratio(double numerator, double denominator) {
   if (denominator == 0 || !std::isfinite(numerator) || !std::isfinite(denominator))
     return std::numeric_limits<double>::quiet_NaN();

@@ -26,6 +26,18 @@ Summary summarize(std::span<const double> values);
 // (rank = p / 100 * (n - 1)), so percentile(v, 50) == median(v).
 double percentile(std::span<const double> values, double p);
 
+// Arithmetic mean.
+double mean(std::span<const double> values);
+
+// Mean and the 50th, 90th and 99th percentiles of one sample (latency reports).
+struct Distribution {
+  double mean = 0;
+  double p50 = 0;
+  double p90 = 0;
+  double p99 = 0;
+};
+Distribution distribution(std::span<const double> values);
+
 // numerator / denominator; NaN when the denominator is zero or either side is not finite.
 double ratio(double numerator, double denominator);
 

@@ -5,15 +5,17 @@
 #include <ostream>
 
 #include "actors/options.hpp"
+#include "bench/compare.hpp"
 #include "bench/kvcache_suite.hpp"
 #include "bench/locks_suite.hpp"
 
 namespace troupe {
 namespace {
 
-constexpr std::array<Suite, 2> suite_table{{
+constexpr std::array<Suite, 3> suite_table{{
     {"locks", "lock contention across thread counts and sync modes", locks_main},
     {"kvcache", "one shared KV cache and model state under each sync mode", kvcache_main},
+    {"compare", "NEW / BASE of two --json result files of one suite", compare_main},
 }};
 
 void print_usage(std::ostream& out) {

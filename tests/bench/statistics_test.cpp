@@ -52,6 +52,21 @@ TEST(Statistics, EmptySamplesAndBadPercentilesThrow) {
   EXPECT_THROW(percentile(values, std::nan("")), std::invalid_argument);
 }
 
+TEST(Statistics, MeanAndLatencyDistribution) {
+  // 1..10: mean 5.5; p50 at rank 4.5 -> 5.5; p90 at rank 8.1 -> 9.1; p99 at rank 8.91 -> 9.91.
+  std::vector<double> values{10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+  const Distribution d = distribution(values);
+  EXPECT_DOUBLE_EQ(d.mean, 5.5);
+  EXPECT_NEAR(d.p50, 5.5, 1e-12);
+  EXPECT_NEAR(d.p90, 9.1, 1e-12);
+  EXPECT_NEAR(d.p99, 9.91, 1e-12);
+  const std::vector<double> skewed{1, 1, 1, 97};
+  EXPECT_DOUBLE_EQ(mean(skewed), 25);
+  EXPECT_DOUBLE_EQ(distribution(skewed).p50, 1);
+  EXPECT_THROW(mean(std::vector<double>{}), std::invalid_argument);
+  EXPECT_THROW(distribution(std::vector<double>{}), std::invalid_argument);
+}
+
 TEST(Statistics, RatioIsNanWithoutAUsableDenominator) {
   EXPECT_DOUBLE_EQ(ratio(3, 2), 1.5);
   EXPECT_TRUE(std::isnan(ratio(1, 0)));
