@@ -119,11 +119,9 @@ ChatTemplate pipeline_chat_template(const PipelineParts& parts) {
 
 namespace {
 
-// Until the actors runtime lands, --runtime actors is refused here, and only here.
 std::unique_ptr<Pipeline> make_pipeline(PipelineParts parts) {
   if (parts.options.runtime == Runtime::Threads) return make_threads_pipeline(std::move(parts));
-  throw std::invalid_argument(
-      "--runtime actors is not available in this build yet; use --runtime threads");
+  return make_actors_pipeline(std::move(parts));
 }
 
 constexpr std::string_view kSimOnlyTokens =

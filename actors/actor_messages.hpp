@@ -1,0 +1,110 @@
+#pragma once
+// The messages between the actors of runtime `actors` (request, scheduler and worker actors).
+// Local only, never serialized: each type is whitelisted as an unsafe message type. Messages
+// to the scheduler carry the time they were sent, for its mailbox meter. Internal to actors/.
+//
+// Who sends what (and what bounds each mailbox):
+//   request   -> scheduler  SubmitSeq (once), AckTokens, DropSeq (once)
+//   scheduler -> worker     RunStep: at most one in flight per worker
+//   worker    -> scheduler  StepDone or WorkerFailed: one per RunStep
+//   scheduler -> request    SeqAdmitted, SeqTokens (at most kTokenWindow unacknowledged),
+//                           SeqEnded or SeqRejected (once)
+//   pipeline  -> request    CancelRequest (high priority); the request's own RequestDeadline
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "actors/engine.hpp"
+#include "actors/request_flow.hpp"
+#include "actors/step_runner.hpp"
+#include "model/batch_planner.hpp"
+
+namespace troupe::actor_msg {
+
+// Token messages a request may hold unacknowledged; it acknowledges every kTokenAckEvery.
+// Tokens beyond the window wait in the scheduler's outbox of that sequence (at most its
+// max_new_tokens) and go out together once credit returns.
+inline constexpr int32_t kTokenWindow = 8;
+inline constexpr int32_t kTokenAckEvery = 4;
+
+struct SubmitSeq {
+  SeqRequest request;
+  std::shared_ptr<SeqSampling> sampling;
+  caf::actor requester;
+  EngineClock::time_point sent;
+};
+
+struct AckTokens {
+  uint64_t seq = 0;
+  int32_t messages = 0;
+  EngineClock::time_point sent;
+};
+
+// The request ended on its side (stop string, cancel, deadline): forget the sequence.
+struct DropSeq {
+  uint64_t seq = 0;
+  EngineClock::time_point sent;
+};
+
+struct RunStep {
+  std::shared_ptr<Batch> batch;
+  // One per step of the batch with want_logits, in batch order.
+  std::vector<std::shared_ptr<SeqSampling>> samplers;
+};
+
+struct StepDone {
+  int32_t worker = 0;
+  uint64_t batch_id = 0;
+  StepResult result;
+  EngineClock::time_point sent;
+};
+
+struct WorkerFailed {
+  int32_t worker = 0;
+  std::string message;
+  EngineClock::time_point sent;
+};
+
+struct SeqAdmitted {
+  EngineClock::time_point at;
+  int32_t cached_tokens = 0;
+};
+
+struct SeqTokens {
+  std::vector<SampledOutput> outputs;
+};
+
+struct SeqEnded {
+  SeqEnd reason = SeqEnd::Length;
+  ErrorKind error = ErrorKind::WorkerFailed;  // for Failed
+  std::string message;                        // for Failed: why
+};
+
+struct SeqRejected {
+  ErrorKind error = ErrorKind::Internal;
+  std::string param;    // for InvalidRequest
+  std::string message;
+};
+
+struct CancelRequest {};
+struct RequestDeadline {};
+
+}  // namespace troupe::actor_msg
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::SubmitSeq)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::AckTokens)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::DropSeq)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::RunStep)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::StepDone)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::WorkerFailed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::SeqAdmitted)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::SeqTokens)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::SeqEnded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::SeqRejected)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::CancelRequest)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::RequestDeadline)

@@ -1,0 +1,58 @@
+#pragma once
+// Meters of runtime `actors`, written by actors and read by stats() from any thread.
+// MailboxMeter: the scheduler's mailbox as SharingStats ("scheduler_mailbox"): calls are the
+// messages it handled, contended ones found another message queued when sent, wait_ns is the
+// time from send to the start of handling (queue + wake-up), mailbox_depth_max the most
+// messages queued at once. Senders call sent() and put the stamp in the message; the
+// scheduler calls handled(stamp) when it takes it.
+// WorkerMeter: one worker's time inside steps and the idle gaps between its steps (the last
+// kGapSamples, for percentiles).
+// Thread-safe: counters are relaxed atomics (a snapshot may mix adjacent moments); the gap
+// samples sit behind a mutex the worker holds once per step.
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "actors/engine.hpp"
+#include "actors/sharing.hpp"
+
+namespace troupe {
+
+class MailboxMeter {
+ public:
+  EngineClock::time_point sent();
+  void handled(EngineClock::time_point sent);
+  SharingStats stats() const;
+
+ private:
+  std::atomic<uint64_t> queued_{0};
+  std::atomic<uint64_t> calls_{0};
+  std::atomic<uint64_t> contended_{0};
+  std::atomic<uint64_t> wait_ns_total_{0};
+  std::atomic<uint64_t> wait_ns_longest_{0};
+  std::atomic<uint64_t> depth_max_{0};
+};
+
+class WorkerMeter {
+ public:
+  static constexpr size_t kGapSamples = 8192;
+
+  // A step ran from started to ended; the gap since the previous step's end is recorded.
+  void step(EngineClock::time_point started, EngineClock::time_point ended);
+  double busy_seconds() const;
+  uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
+  // The recorded gaps in seconds (oldest first), then cleared.
+  std::vector<double> take_gaps();
+
+ private:
+  std::atomic<uint64_t> busy_ns_{0};
+  std::atomic<uint64_t> steps_{0};
+  std::mutex gaps_mutex_;
+  std::vector<double> gaps_;
+  size_t next_gap_ = 0;
+  EngineClock::time_point last_end_{};
+};
+
+}  // namespace troupe

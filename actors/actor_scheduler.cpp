@@ -1,0 +1,301 @@
+#include "actors/actor_scheduler.hpp"
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include <caf/all.hpp>
+
+#include "actors/actor_messages.hpp"
+#include "actors/shared_planner_kv.hpp"
+
+namespace troupe {
+
+void SchedulerSnapshot::publish(const PlannerStats& planner) {
+  std::lock_guard hold(mutex_);
+  planner_ = planner;
+}
+
+PlannerStats SchedulerSnapshot::planner() const {
+  std::lock_guard hold(mutex_);
+  return planner_;
+}
+
+namespace {
+
+using namespace actor_msg;
+
+struct SeqEntry {
+  caf::actor requester;
+  std::shared_ptr<SeqSampling> sampling;
+  bool admitted = false;
+  int32_t unacked = 0;                  // SeqTokens messages sent and not acknowledged
+  std::vector<SampledOutput> outbox;    // tokens waiting for credit
+  std::optional<SeqEnded> end;          // sent after the outbox
+};
+
+struct WorkerSlot {
+  caf::actor actor;
+  bool busy = false;
+  bool alive = true;
+};
+
+struct SchedulerState {
+  std::unique_ptr<SharedPlannerKv> kv;
+  std::unique_ptr<BatchPlanner> planner;  // declared after kv: destroyed before it
+  std::vector<WorkerSlot> workers;
+  std::unordered_map<uint64_t, SeqEntry> seqs;
+  std::shared_ptr<MailboxMeter> meter;
+  std::shared_ptr<SchedulerSnapshot> snapshot;
+  std::string broken;  // why the planner is unusable; empty while it is fine
+};
+
+using SchedulerSelf = caf::stateful_actor<SchedulerState>;
+
+SeqRejected rejection(const SubmitResult& result) {
+  switch (result.error) {
+    case SubmitError::QueueFull:
+      return {ErrorKind::QueueFull, "", result.message};
+    case SubmitError::EmptyPrompt:
+      return {ErrorKind::InvalidRequest, "prompt", result.message};
+    case SubmitError::BadMaxTokens:
+    case SubmitError::TooLong:
+      return {ErrorKind::InvalidRequest, "max_tokens", result.message};
+    case SubmitError::DuplicateSequence:
+    case SubmitError::None:
+      break;
+  }
+  return {ErrorKind::Internal, "", result.message};
+}
+
+// Sends what the sequence's credit allows; the end goes after the last tokens, and then the
+// sequence is forgotten.
+void flush(SchedulerSelf* self, uint64_t seq) {
+  auto found = self->state.seqs.find(seq);
+  if (found == self->state.seqs.end()) return;
+  SeqEntry& entry = found->second;
+  if (!entry.outbox.empty() && entry.unacked < kTokenWindow) {
+    self->send(entry.requester, SeqTokens{std::move(entry.outbox)});
+    entry.outbox.clear();
+    ++entry.unacked;
+  }
+  if (entry.outbox.empty() && entry.end) {
+    self->send(entry.requester, std::move(*entry.end));
+    self->state.seqs.erase(found);
+  }
+}
+
+void end_sequence(SchedulerSelf* self, uint64_t seq, SeqEnded end) {
+  auto found = self->state.seqs.find(seq);
+  if (found == self->state.seqs.end() || found->second.end) return;
+  found->second.end = std::move(end);
+  flush(self, seq);
+}
+
+SeqEnded ended_by(SeqEnd reason) {
+  SeqEnded end;
+  end.reason = reason;
+  if (reason == SeqEnd::Failed) end.message = "the sequence's worker failed";
+  return end;
+}
+
+// Every sequence fails and later submits are refused.
+void break_down(SchedulerSelf* self, std::string why) {
+  auto& st = self->state;
+  if (st.broken.empty()) st.broken = std::move(why);
+  std::vector<uint64_t> ids;
+  for (const auto& [id, entry] : st.seqs) ids.push_back(id);
+  for (uint64_t id : ids)
+    end_sequence(self, id, {SeqEnd::Failed, ErrorKind::Internal, st.broken});
+}
+
+bool any_worker_alive(const SchedulerState& st) {
+  for (const WorkerSlot& worker : st.workers)
+    if (worker.alive) return true;
+  return false;
+}
+
+void dispatch(SchedulerSelf* self);
+
+void fail_worker(SchedulerSelf* self, int32_t index, const std::string& why) {
+  auto& st = self->state;
+  if (index < 0 || index >= int32_t(st.workers.size()) || !st.workers[size_t(index)].alive) return;
+  WorkerSlot& worker = st.workers[size_t(index)];
+  worker.alive = false;
+  worker.busy = false;
+  const std::string message = "worker " + std::to_string(index) + " failed: " + why;
+  for (uint64_t id : st.planner->fail_worker(index))
+    end_sequence(self, id, {SeqEnd::Failed, ErrorKind::WorkerFailed, message});
+  if (!any_worker_alive(st)) {
+    std::vector<uint64_t> ids;
+    for (const auto& [id, entry] : st.seqs) ids.push_back(id);
+    for (uint64_t id : ids) {
+      st.planner->cancel(id);
+      end_sequence(self, id,
+                   {SeqEnd::Failed, ErrorKind::WorkerFailed, "no worker is left: " + message});
+    }
+    // Nothing waits or runs now, so this plan only frees the blocks of what ended.
+    st.planner->plan(index, EngineClock::now());
+  }
+  dispatch(self);
+}
+
+void dispatch(SchedulerSelf* self) {
+  auto& st = self->state;
+  if (!st.broken.empty()) return;
+  const auto now = EngineClock::now();
+  for (size_t index = 0; index < st.workers.size(); ++index) {
+    WorkerSlot& worker = st.workers[index];
+    if (!worker.alive || worker.busy) continue;
+    Batch batch = st.planner->plan(int32_t(index), now);
+    for (const EndedSeq& ended : batch.ended) end_sequence(self, ended.seq, ended_by(ended.reason));
+    if (batch.empty()) continue;
+    RunStep step;
+    for (const PlannedStep& planned : batch.steps) {
+      auto found = st.seqs.find(planned.seq);
+      if (found == st.seqs.end())
+        throw std::logic_error("the planner scheduled sequence " + std::to_string(planned.seq) +
+                               " that the scheduler does not know");
+      SeqEntry& entry = found->second;
+      if (planned.want_logits) step.samplers.push_back(entry.sampling);
+      if (planned.prefill && !entry.admitted) {
+        entry.admitted = true;
+        self->send(entry.requester, SeqAdmitted{now, planned.n_past});
+      }
+    }
+    step.batch = std::make_shared<Batch>(std::move(batch));
+    worker.busy = true;
+    self->send(worker.actor, std::move(step));
+  }
+}
+
+void on_step_done(SchedulerSelf* self, StepDone& done) {
+  auto& st = self->state;
+  if (done.worker < 0 || done.worker >= int32_t(st.workers.size())) return;
+  WorkerSlot& worker = st.workers[size_t(done.worker)];
+  if (!worker.alive) return;
+  worker.busy = false;
+  std::vector<EndedSeq> ended;
+  try {
+    ended = st.planner->complete(done.batch_id, done.result.sampled);
+  } catch (const std::invalid_argument& error) {
+    fail_worker(self, done.worker, std::string("its step result was refused: ") + error.what());
+    return;
+  }
+  std::vector<uint64_t> touched;
+  for (SampledOutput& output : done.result.outputs) {
+    auto found = st.seqs.find(output.seq);
+    if (found == st.seqs.end() || found->second.end) continue;
+    found->second.outbox.push_back(std::move(output));
+    touched.push_back(found->first);
+  }
+  for (uint64_t id : touched) flush(self, id);
+  for (const EndedSeq& end : ended) end_sequence(self, end.seq, ended_by(end.reason));
+  dispatch(self);
+}
+
+void on_submit(SchedulerSelf* self, SubmitSeq& submit) {
+  auto& st = self->state;
+  const uint64_t id = submit.request.seq;
+  if (!st.broken.empty()) {
+    self->send(submit.requester, SeqRejected{ErrorKind::Internal, "", st.broken});
+    return;
+  }
+  if (!any_worker_alive(st)) {
+    self->send(submit.requester, SeqRejected{ErrorKind::WorkerFailed, "",
+                                             "no worker is left to serve the request"});
+    return;
+  }
+  const SubmitResult result = st.planner->submit(std::move(submit.request));
+  if (!result.ok()) {
+    self->send(submit.requester, rejection(result));
+    return;
+  }
+  SeqEntry entry;
+  entry.requester = std::move(submit.requester);
+  entry.sampling = std::move(submit.sampling);
+  st.seqs.emplace(id, std::move(entry));
+  dispatch(self);
+}
+
+int32_t worker_index(const SchedulerState& st, const caf::actor_addr& source) {
+  for (size_t index = 0; index < st.workers.size(); ++index)
+    if (st.workers[index].actor.address() == source) return int32_t(index);
+  return -1;
+}
+
+// Runs a handler; an exception (a KV call that failed) breaks the planner.
+template <class F>
+void guarded(SchedulerSelf* self, F&& handler) {
+  try {
+    handler();
+  } catch (const std::exception& error) {
+    break_down(self, std::string("the scheduler stopped: ") + error.what());
+  }
+  self->state.snapshot->publish(self->state.planner->stats());
+}
+
+caf::behavior scheduler_actor(SchedulerSelf* self, std::shared_ptr<SchedulerActorSetup> setup) {
+  auto& st = self->state;
+  st.kv = std::make_unique<SharedPlannerKv>(*setup->kv_cache, setup->kv_granularity);
+  PlannerConfig config = setup->planner;
+  config.workers = int32_t(setup->workers.size());
+  st.planner = std::make_unique<BatchPlanner>(config, *st.kv);
+  for (caf::actor& worker : setup->workers) {
+    self->monitor(worker);
+    st.workers.push_back({.actor = std::move(worker)});
+  }
+  st.meter = setup->meter;
+  st.snapshot = setup->snapshot;
+  st.snapshot->publish(st.planner->stats());
+
+  self->set_down_handler([self](caf::down_msg& down) {
+    const int32_t index = worker_index(self->state, down.source);
+    if (index < 0) return;
+    guarded(self, [&] {
+      fail_worker(self, index, "its actor stopped (" + self->system().render(down.reason) + ")");
+    });
+  });
+
+  return {
+      [self](SubmitSeq& submit) {
+        self->state.meter->handled(submit.sent);
+        guarded(self, [&] { on_submit(self, submit); });
+      },
+      [self](const AckTokens& ack) {
+        self->state.meter->handled(ack.sent);
+        auto found = self->state.seqs.find(ack.seq);
+        if (found == self->state.seqs.end()) return;
+        found->second.unacked -= ack.messages;
+        flush(self, ack.seq);
+      },
+      [self](const DropSeq& drop) {
+        self->state.meter->handled(drop.sent);
+        guarded(self, [&] {
+          self->state.planner->cancel(drop.seq);
+          self->state.seqs.erase(drop.seq);
+          dispatch(self);
+        });
+      },
+      [self](StepDone& done) {
+        self->state.meter->handled(done.sent);
+        guarded(self, [&] { on_step_done(self, done); });
+      },
+      [self](const WorkerFailed& failed) {
+        self->state.meter->handled(failed.sent);
+        guarded(self, [&] { fail_worker(self, failed.worker, failed.message); });
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_scheduler_actor(caf::actor_system& system, SchedulerActorSetup setup) {
+  auto shared = std::make_shared<SchedulerActorSetup>(std::move(setup));
+  if (shared->detached) return system.spawn<caf::detached>(scheduler_actor, std::move(shared));
+  return system.spawn(scheduler_actor, std::move(shared));
+}
+
+}  // namespace troupe
