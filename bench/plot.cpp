@@ -40,8 +40,8 @@ std::string gnuplot_script(const PlotSpec& spec, const std::filesystem::path& sv
     if (std::any_of(panel.series.begin(), panel.series.end(), has_point)) panels.push_back(&panel);
   if (panels.empty()) throw std::runtime_error("nothing to plot: no finite point in any panel");
   std::string script = fmt::format(
-      "set terminal svg size {},440 dynamic enhanced font 'sans,11' background rgb 'white'\n"
-      "set output {}\nset key below\nset grid\nset format y '%.3s%c'\n"
+      "set terminal svg size {},480 dynamic enhanced font 'sans,11' background rgb 'white'\n"
+      "set output {}\nset key below\nset grid\nset format y '%g'\n"
       "set offsets graph 0.04, graph 0.04, 0, 0\nset xlabel {}\n",
       panels.size() * 560, quoted(svg_path.string()), quoted(spec.x_label));
   if (spec.log2_x) script += "set logscale x 2\n";

@@ -7,14 +7,18 @@
 #include "actors/options.hpp"
 #include "bench/compare.hpp"
 #include "bench/kvcache_suite.hpp"
+#include "bench/load_suite.hpp"
 #include "bench/locks_suite.hpp"
+#include "bench/serve_suite.hpp"
 
 namespace troupe {
 namespace {
 
-constexpr std::array<Suite, 3> suite_table{{
+constexpr std::array<Suite, 5> suite_table{{
     {"locks", "lock contention across thread counts and sync modes", locks_main},
     {"kvcache", "one shared KV cache and model state under each sync mode", kvcache_main},
+    {"serve", "the serving engine in-process under each runtime x sync mode", serve_main},
+    {"load", "a running OpenAI-compatible server under open-loop HTTP load", load_main},
     {"compare", "NEW / BASE of two --json result files of one suite", compare_main},
 }};
 
