@@ -54,6 +54,7 @@ struct Exchange {
   bool wake_posted = false;
   net::steady_timer wake;
   bool client_gone = false;  // io thread only
+  bool watching = true;      // io thread only: the disconnect watch may still act
 
   void notify(std::shared_ptr<Exchange> self) {  // under mutex
     if (wake_posted) return;
@@ -135,6 +136,36 @@ int64_t unix_seconds() {
 
 std::string_view std_view(beast::string_view text) { return {text.data(), text.size()}; }
 beast::string_view beast_view(std::string_view text) { return {text.data(), text.size()}; }
+
+// Cancels the pending reads of a stream (without closing it) when a request takes longer than
+// `limit` to arrive. disarm() stops it and says whether it fired.
+class ReadDeadline {
+ public:
+  ReadDeadline(beast::tcp_stream& stream, std::chrono::milliseconds limit)
+      : timer_(stream.get_executor()), state_(std::make_shared<State>()) {
+    timer_.expires_after(limit);
+    timer_.async_wait([state = state_, &stream](beast::error_code ec) {
+      if (ec || !state->armed) return;
+      state->fired = true;
+      beast::error_code ignored;
+      stream.socket().cancel(ignored);
+    });
+  }
+  ~ReadDeadline() { disarm(); }
+  bool disarm() {
+    state_->armed = false;
+    timer_.cancel();
+    return state_->fired;
+  }
+
+ private:
+  struct State {
+    bool armed = true;
+    bool fired = false;
+  };
+  net::steady_timer timer_;
+  std::shared_ptr<State> state_;
+};
 
 // The access log's facts about one request.
 struct Outcome {
@@ -341,7 +372,9 @@ struct HttpServer::Impl {
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser.body_limit(options.max_body_bytes);
       beast::error_code ec;
-      stream.expires_after(options.idle_timeout);
+      // Our own deadline, not the stream's: a stream timeout closes the socket, and a client
+      // that stalled mid-request should still get its 408.
+      ReadDeadline deadline(stream, options.idle_timeout);
       co_await http::async_read_header(stream, buffer, parser,
                                        net::redirect_error(use_awaitable, ec));
       registration.busy = !ec || parser.got_some();
@@ -352,6 +385,7 @@ struct HttpServer::Impl {
       }
       if (!ec && !parser.is_done())
         co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      if (deadline.disarm() && ec == net::error::operation_aborted) ec = beast::error::timeout;
       if (ec) {
         co_await answer_read_error(stream, parser, ec);
         co_return;
@@ -638,7 +672,7 @@ struct HttpServer::Impl {
     tcp::socket& socket = stream.socket();
     socket.async_wait(tcp::socket::wait_read, [&socket, exchange, current, id](
                                                   beast::error_code ec) {
-      if (ec) return;
+      if (ec || !exchange->watching) return;
       char byte;
       const ssize_t peeked = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
       if (peeked > 0 || (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;
@@ -721,6 +755,7 @@ struct HttpServer::Impl {
       beast::error_code ec;
       co_await exchange->wake.async_wait(net::redirect_error(use_awaitable, ec));
     }
+    exchange->watching = false;
     {
       beast::error_code ignored;
       stream.socket().cancel(ignored);  // the disconnect watch
