@@ -5,7 +5,9 @@
 // (each B, and batch 1 without CUDA graphs) run interleaved, round by round; medians and
 // ranges of the per-step time over --rounds rounds.
 // Reported per B: step time, tokens/s, the memory-bandwidth bound of the step ((weights read
-// + KV read) / 4.8 TB/s, the H200's HBM) and the step time over that bound.
+// + KV read) / 4.8 TB/s, the H200's HBM) and the step time over that bound. Also: the time of
+// the logits copy-back alone (B x vocab floats to pinned host memory), the price of sampling
+// on the CPU, and the GPU memory the backend holds.
 //   troupe-cuda-speed --model FILE [--batches 1,8,32] [--context 64] [--steps 64] [--rounds 5]
 // Exit status: 0 done, 2 bad usage or an error, 3 no CUDA device.
 #include <algorithm>
@@ -17,6 +19,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <cuda_runtime.h>
 
 #include "gpu/backend.hpp"
 #include "gpu/cuda/cuda_backend.hpp"
@@ -113,6 +117,24 @@ class Runner {
   std::vector<float> logits_;
 };
 
+// Seconds to copy `bytes` of logits device -> pinned host (the backend's copy-back), median of
+// 20; 0 when a CUDA call fails.
+double logits_copy_seconds(size_t bytes) {
+  void* device = nullptr;
+  void* host = nullptr;
+  std::vector<double> times;
+  if (cudaMalloc(&device, bytes) == cudaSuccess && cudaMallocHost(&host, bytes) == cudaSuccess) {
+    for (int i = 0; i < 21; ++i) {
+      const auto start = Clock::now();
+      if (cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) break;
+      if (i > 0) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+  }
+  cudaFree(device);
+  cudaFreeHost(host);
+  return median(times);
+}
+
 std::vector<int> parse_list(const std::string& text) {
   std::vector<int> out;
   std::stringstream in(text);
@@ -177,6 +199,12 @@ int main(int argc, char** argv) {
       const double bound = (double(weights) + kv_bytes) / kHbmBytesPerSecond;
       std::printf("%-32s %12.4f   [%8.4f, %8.4f] %12.0f %12.1f %10.2f\n", c.name.c_str(),
                   step * 1e3, *lo * 1e3, *hi * 1e3, c.batch / step, bound * 1e6, step / bound);
+    }
+    for (int b : o.batches) {
+      const size_t bytes = size_t(b) * desc.n_vocab * sizeof(float);
+      const double copy = logits_copy_seconds(bytes);
+      std::printf("logits copy-back, batch %d: %.2f MB in %.1f us (sampling stays on the CPU)\n",
+                  b, bytes / 1e6, copy * 1e6);
     }
     const double with = median(contenders.front().step_seconds);
     const double without = median(contenders.back().step_seconds);
