@@ -1,8 +1,9 @@
 // The cuda backend: what it says when it cannot run, and (with a CUDA device) parity of every
-// kernel and of whole steps with the cpu backend on the tiny models (tests/gpu/cuda_parity.hpp
-// states the tolerances). Without a device the parity tests skip, saying why.
+// kernel and of whole steps with the cpu backend on the tiny models and on SmolLM2
+// (tests/gpu/cuda_parity.hpp states the tolerances). Without a device they skip, saying why.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -10,6 +11,7 @@
 #include "gpu/backend.hpp"
 #include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
+#include "model/default_model.hpp"
 #include "model/gguf.hpp"
 #include "model/model_desc.hpp"
 #include "tests/util/scratch_file.hpp"
@@ -98,6 +100,17 @@ TEST(CudaParity, WholeStepsMatchTheCpuBackendOnEveryTinyModel) {
     for (const auto& check : test::cuda_parity::model_checks(preset.name, model.desc))
       EXPECT_TRUE(check.passed) << check.name << ": " << check.detail;
   }
+}
+
+TEST(CudaParity, WholeStepsMatchTheCpuBackendOnSmolLM2) {
+  REQUIRE_CUDA_DEVICE();
+  const std::string path = default_model_path().string();
+  if (!std::filesystem::exists(path))
+    GTEST_SKIP() << path << " is missing (scripts/fetch-model downloads it)";
+  const GgufFile gguf = GgufFile::open(path);
+  const ModelDesc desc = ModelDesc::from_gguf(gguf);
+  for (const auto& check : test::cuda_parity::model_checks("SmolLM2-135M", desc))
+    EXPECT_TRUE(check.passed) << check.name << ": " << check.detail;
 }
 
 #endif
