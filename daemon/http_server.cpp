@@ -53,13 +53,20 @@ struct Exchange {
   std::optional<EndEvent> end;
   bool wake_posted = false;
   net::steady_timer wake;
+  bool signalled = false;    // io thread only: woken since the last wait (the wake-up may
+                             // come while the coroutine is writing, not waiting)
   bool client_gone = false;  // io thread only
   bool watching = true;      // io thread only: the disconnect watch may still act
+
+  void signal() {  // io thread
+    signalled = true;
+    wake.cancel();
+  }
 
   void notify(std::shared_ptr<Exchange> self) {  // under mutex
     if (wake_posted) return;
     wake_posted = true;
-    net::post(wake.get_executor(), [self = std::move(self)] { self->wake.cancel(); });
+    net::post(wake.get_executor(), [self = std::move(self)] { self->signal(); });
   }
 };
 
@@ -678,7 +685,7 @@ struct HttpServer::Impl {
       if (peeked > 0 || (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;
       exchange->client_gone = true;
       current->cancel(id);
-      exchange->wake.cancel();
+      exchange->signal();
     });
   }
 
@@ -752,8 +759,11 @@ struct HttpServer::Impl {
       chunks.clear();
       if (end) break;
       if (exchange->client_gone) current->cancel(id);
-      beast::error_code ec;
-      co_await exchange->wake.async_wait(net::redirect_error(use_awaitable, ec));
+      if (!exchange->signalled) {
+        beast::error_code ec;
+        co_await exchange->wake.async_wait(net::redirect_error(use_awaitable, ec));
+      }
+      exchange->signalled = false;
     }
     exchange->watching = false;
     {
