@@ -4,6 +4,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -67,6 +68,10 @@ class ActorsPipeline final : public ActorPipeline {
     kv_ = make_shared_kv_cache(options.sync, kv_config, system_.get(), options.sharing);
 
     const Vocab& vocab = parts_.model->tokenizer().vocab();
+    // Workers poll for their next step only where cores are to spare for it.
+    const auto worker_poll = int64_t(std::thread::hardware_concurrency()) >= options.workers + 4
+                                 ? std::chrono::microseconds(200)
+                                 : std::chrono::microseconds(0);
     for (int32_t i = 0; i < options.workers; ++i) {
       worker_meters_.push_back(std::make_shared<WorkerMeter>());
       workers_.push_back(spawn_worker_actor(
@@ -74,7 +79,8 @@ class ActorsPipeline final : public ActorPipeline {
                      .runner = std::make_shared<StepRunner>(std::move(backends[size_t(i)]), vocab),
                      .meter = worker_meters_.back(),
                      .scheduler_meter = meter_,
-                     .detached = !deterministic_}));
+                     .detached = !deterministic_,
+                     .poll_for = worker_poll}));
     }
     scheduler_ = spawn_scheduler_actor(*system_, {.planner = options.planner,
                                                   .kv_cache = kv_.get(),

@@ -171,6 +171,8 @@ void dispatch(SchedulerSelf* self) {
   }
 }
 
+// The worker's next step goes out before the tokens and ends of this one reach the requests:
+// a worker never waits for the token routing.
 void on_step_done(SchedulerSelf* self, StepDone& done) {
   auto& st = self->state;
   if (done.worker < 0 || done.worker >= int32_t(st.workers.size())) return;
@@ -191,9 +193,9 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
     found->second.outbox.push_back(std::move(output));
     touched.push_back(found->first);
   }
+  dispatch(self);
   for (uint64_t id : touched) flush(self, id);
   for (const EndedSeq& end : ended) end_sequence(self, end.seq, ended_by(end.reason));
-  dispatch(self);
 }
 
 void on_submit(SchedulerSelf* self, SubmitSeq& submit) {

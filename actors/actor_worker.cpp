@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -36,8 +37,13 @@ void run_step(WorkerSelf* self, const RunStep& step) {
     return;
   }
   setup.meter->step(result.started, result.ended);
-  self->send(scheduler, StepDone{setup.index, step.batch->id, std::move(result),
-                                 setup.scheduler_meter->sent()});
+  self->send<caf::message_priority::high>(
+      scheduler, StepDone{setup.index, step.batch->id, std::move(result),
+                          setup.scheduler_meter->sent()});
+  if (setup.detached && setup.poll_for.count() > 0) {
+    const auto until = EngineClock::now() + setup.poll_for;
+    while (self->mailbox().empty() && EngineClock::now() < until) std::this_thread::yield();
+  }
 }
 
 caf::behavior worker_actor(WorkerSelf* self, std::shared_ptr<WorkerActorSetup> setup) {
