@@ -30,6 +30,7 @@ StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> sam
   const std::size_t n_vocab = backend_->desc().n_vocab;
   logits_.resize(wanting * n_vocab);
   if (!steps_.empty()) backend_->step(steps_, wanting ? logits_.data() : nullptr);
+  result.backend_ended = EngineClock::now();
 
   result.sampled.reserve(wanting);
   result.outputs.reserve(wanting);

@@ -32,6 +32,7 @@ struct StepResult {
   std::vector<SampledToken> sampled;   // for BatchPlanner::complete (stop = EOS unless ignored)
   std::vector<SampledOutput> outputs;  // same order, for the requests
   EngineClock::time_point started, ended;  // around Backend::step + sampling
+  EngineClock::time_point backend_ended;   // Backend::step returned (sampling starts)
 };
 
 class StepRunner {

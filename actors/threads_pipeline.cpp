@@ -133,6 +133,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     planner_config.workers = options_.workers;
     planner_ = std::make_unique<BatchPlanner>(planner_config, *planner_kv_);
     busy_ns_ = std::make_unique<std::atomic<uint64_t>[]>(size_t(options_.workers));
+    sampling_ns_ = std::make_unique<std::atomic<uint64_t>[]>(size_t(options_.workers));
     gaps_.resize(size_t(options_.workers));
     alive_workers_ = options_.workers;
 
@@ -271,6 +272,13 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   }
 
   const SharedKvCache& kv_cache() const override { return *cache_; }
+
+  std::vector<double> sampling_seconds() const override {
+    std::vector<double> seconds;
+    for (int32_t w = 0; w < options_.workers; ++w)
+      seconds.push_back(double(sampling_ns_[size_t(w)].load()) * 1e-9);
+    return seconds;
+  }
 
   std::vector<double> take_step_gaps() override {
     std::vector<double> all;
@@ -418,9 +426,12 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
           fail_worker(lock, worker, error.what());
           return;
         }
-        last_end = EngineClock::now();
+        last_end = done_step->backend_ended;
         busy_ns_[size_t(worker)].fetch_add(
-            uint64_t(std::chrono::nanoseconds(last_end - start).count()),
+            uint64_t(std::chrono::nanoseconds(done_step->backend_ended - start).count()),
+            std::memory_order_relaxed);
+        sampling_ns_[size_t(worker)].fetch_add(
+            uint64_t(std::chrono::nanoseconds(done_step->ended - done_step->backend_ended).count()),
             std::memory_order_relaxed);
         back_to_back = true;
         done_batch = batch.id;
@@ -631,7 +642,8 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   std::atomic<int32_t> live_{0};
   std::atomic<uint64_t> finished_{0}, cancelled_{0}, failed_{0};
   std::atomic<uint64_t> prompt_tokens_{0}, generated_tokens_{0}, cached_tokens_{0};
-  std::unique_ptr<std::atomic<uint64_t>[]> busy_ns_;
+  std::unique_ptr<std::atomic<uint64_t>[]> busy_ns_;      // inside Backend::step
+  std::unique_ptr<std::atomic<uint64_t>[]> sampling_ns_;  // sampling after it
   std::mutex gaps_mutex_;  // measurement only
   std::vector<std::vector<double>> gaps_;
 

@@ -26,9 +26,13 @@ namespace troupe {
 class ThreadsPipeline : public Pipeline {
  public:
   virtual const SharedKvCache& kv_cache() const = 0;
-  // Idle gaps between back-to-back steps of every worker (a worker that waited for work in
-  // between records none) since the last call, in seconds.
+  // Gaps between back-to-back Backend::step calls of every worker (from one's return to the
+  // next one's start: sampling and hand-offs; a worker that waited for work in between
+  // records none) since the last call, in seconds.
   virtual std::vector<double> take_step_gaps() = 0;
+  // Per worker, the time spent sampling after Backend::step returned (worker_busy_seconds
+  // counts Backend::step alone), in seconds since start.
+  virtual std::vector<double> sampling_seconds() const = 0;
 };
 
 // Throws std::invalid_argument for unusable options (sync actor among them).

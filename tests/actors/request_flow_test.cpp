@@ -160,7 +160,9 @@ TEST_F(RequestFlowTest, StopStringIsHeldBackThenCutAtTheFirstMatch) {
   EXPECT_FALSE(flow->on_token(sampled(kWorld)).chunk);  // ignored after done
 
   auto [last, end] = flow->finish(EndKind::Finished, t0 + std::chrono::seconds(1));
-  if (last) EXPECT_EQ(last->text, "");
+  if (last) {
+    EXPECT_EQ(last->text, "");
+  }
   EXPECT_EQ(end.kind, EndKind::Finished);
   EXPECT_EQ(end.finish, FinishReason::Stop);
   EXPECT_EQ(end.usage.prompt_tokens, 1);

@@ -32,7 +32,9 @@ inline Vocab plain_vocab(int32_t n_words) {
   spec.tokens = {"<unk>", "<s>", "</s>"};
   spec.types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
   for (int32_t i = 0; i < n_words; ++i) {
-    spec.tokens.push_back("w" + std::to_string(3 + i));
+    std::string text = "w";  // (not "w" + to_string: GCC 12 warns falsely on it)
+    text += std::to_string(3 + i);
+    spec.tokens.push_back(std::move(text));
     spec.types.push_back(TokenType::Normal);
   }
   return Vocab::from_spec(std::move(spec));

@@ -293,7 +293,9 @@ TEST_F(TinyPipelineTest, LongPromptIsChunkedAlongsideRunningDecodes) {
         next_chunk_at = entry.n_past + entry.tokens;
         chunk_of_long = true;
       }
-      if (entry.seq == 1 && entry.tokens == 1) EXPECT_EQ(&entry, &step.front());  // decodes first
+      if (entry.seq == 1 && entry.tokens == 1) {
+        EXPECT_EQ(&entry, &step.front());  // decodes first
+      }
     }
     EXPECT_LE(total, 6);
     mixed_steps += decode_of_short && chunk_of_long;
