@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -28,7 +29,7 @@ void check(cudaError_t status, const char* what) {
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  DeviceBuffer(size_t bytes, uint64_t& counter) : bytes_(bytes), counter_(&counter) {
+  DeviceBuffer(size_t bytes, std::atomic<uint64_t>& counter) : bytes_(bytes), counter_(&counter) {
     if (bytes == 0) return;
     const cudaError_t status = cudaMalloc(&data_, bytes);
     if (status != cudaSuccess)
@@ -55,7 +56,7 @@ class DeviceBuffer {
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
-  uint64_t* counter_ = nullptr;
+  std::atomic<uint64_t>* counter_ = nullptr;
 };
 
 class PinnedBuffer {
@@ -94,7 +95,7 @@ size_t aligned(size_t n) { return (n + kUploadAlignment - 1) / kUploadAlignment 
 // Every tensor the forward pass reads, uploaded once into one allocation.
 class DeviceWeights {
  public:
-  DeviceWeights(const ModelDesc& d, uint64_t& counter) {
+  DeviceWeights(const ModelDesc& d, std::atomic<uint64_t>& counter) {
     std::vector<const GgufTensor*> tensors = {d.token_embd, d.output_norm, d.output};
     for (const LayerTensors& l : d.layers)
       for (const GgufTensor* t : {l.attn_norm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv,
@@ -388,7 +389,8 @@ class CudaBackend final : public Backend {
   const int device_;
   bool graphs_enabled_;
   const int max_tokens_;
-  uint64_t weight_bytes_ = 0, kv_bytes_ = 0, scratch_bytes_ = 0;
+  // Device bytes allocated, by use (read by memory() from any thread).
+  std::atomic<uint64_t> weight_bytes_ = 0, kv_bytes_ = 0, scratch_bytes_ = 0;
   std::shared_ptr<KvPool> kv_host_;  // the pool's description; its host memory stays unused
   DeviceWeights weights_;
   const int embd_, q_dim_, kv_dim_, ff_, vocab_;

@@ -46,8 +46,8 @@ struct GpuMemoryUse {
   uint64_t device_total_bytes = 0;
 };
 
-// The GPU memory a cuda backend uses; nullopt for any other backend. Safe to call between
-// steps from any thread (it reads counters and asks the driver for the device totals).
+// The GPU memory a cuda backend uses; nullopt for any other backend. Safe from any thread,
+// during a step too (it reads atomic counters and asks the driver for the device totals).
 std::optional<GpuMemoryUse> gpu_memory_in_use(const Backend& backend);
 
 // Switches CUDA graphs on or off for later steps of a cuda backend (the speed probe's
