@@ -221,6 +221,8 @@ class CudaBackend final : public Backend {
     resize_meta(t * 64);
 
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    // The KV clear ran on the legacy stream, which a non-blocking stream does not wait for.
+    check(cudaDeviceSynchronize(), "clearing the KV pool");
   }
 
   ~CudaBackend() override {
