@@ -55,6 +55,7 @@ struct RunStep {
   std::shared_ptr<Batch> batch;
   // One per step of the batch with want_logits, in batch order.
   std::vector<std::shared_ptr<SeqSampling>> samplers;
+  bool back_to_back = false;  // planned as the worker's previous step completed
 };
 
 struct StepDone {

@@ -42,12 +42,13 @@ SharingStats MailboxMeter::stats() const {
           .mailbox_depth_max = depth_max_.load(std::memory_order_relaxed)};
 }
 
-void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point ended) {
-  busy_ns_.fetch_add(nanoseconds(ended - started), std::memory_order_relaxed);
-  steps_.fetch_add(1, std::memory_order_relaxed);
+void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point backend_ended,
+                       EngineClock::time_point ended, bool back_to_back) {
+  busy_ns_.fetch_add(nanoseconds(backend_ended - started), std::memory_order_relaxed);
+  sampling_ns_.fetch_add(nanoseconds(ended - backend_ended), std::memory_order_relaxed);
   std::lock_guard hold(gaps_mutex_);
-  if (last_end_ != EngineClock::time_point{}) {
-    const double gap = std::chrono::duration<double>(started - last_end_).count();
+  if (back_to_back && last_backend_end_ != EngineClock::time_point{}) {
+    const double gap = std::chrono::duration<double>(started - last_backend_end_).count();
     if (gaps_.size() < kGapSamples) {
       gaps_.push_back(gap);
     } else {
@@ -55,11 +56,15 @@ void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point 
       next_gap_ = (next_gap_ + 1) % kGapSamples;
     }
   }
-  last_end_ = ended;
+  last_backend_end_ = backend_ended;
 }
 
 double WorkerMeter::busy_seconds() const {
   return double(busy_ns_.load(std::memory_order_relaxed)) * 1e-9;
+}
+
+double WorkerMeter::sampling_seconds() const {
+  return double(sampling_ns_.load(std::memory_order_relaxed)) * 1e-9;
 }
 
 std::vector<double> WorkerMeter::take_gaps() {

@@ -5,8 +5,9 @@
 // time from send to the start of handling (queue + wake-up), mailbox_depth_max the most
 // messages queued at once. Senders call sent() and put the stamp in the message; the
 // scheduler calls handled(stamp) when it takes it.
-// WorkerMeter: one worker's time inside steps and the idle gaps between its steps (the last
-// kGapSamples, for percentiles).
+// WorkerMeter: one worker's time inside Backend::step, its sampling time, and the gaps between
+// back-to-back steps, from one Backend::step's return to the next one's start (sampling and
+// hand-offs; the last kGapSamples, for percentiles), as the threads runtime measures them.
 // Thread-safe: counters are relaxed atomics (a snapshot may mix adjacent moments); the gap
 // samples sit behind a mutex the worker holds once per step.
 
@@ -39,20 +40,23 @@ class WorkerMeter {
  public:
   static constexpr size_t kGapSamples = 8192;
 
-  // A step ran from started to ended; the gap since the previous step's end is recorded.
-  void step(EngineClock::time_point started, EngineClock::time_point ended);
-  double busy_seconds() const;
-  uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
+  // A step: Backend::step from started to backend_ended, sampling until ended. back_to_back:
+  // the step was planned when the previous one completed (the worker did not wait for work),
+  // so the gap since the previous Backend::step returned is recorded.
+  void step(EngineClock::time_point started, EngineClock::time_point backend_ended,
+            EngineClock::time_point ended, bool back_to_back);
+  double busy_seconds() const;      // inside Backend::step
+  double sampling_seconds() const;  // sampling after it
   // The recorded gaps in seconds (oldest first), then cleared.
   std::vector<double> take_gaps();
 
  private:
   std::atomic<uint64_t> busy_ns_{0};
-  std::atomic<uint64_t> steps_{0};
+  std::atomic<uint64_t> sampling_ns_{0};
   std::mutex gaps_mutex_;
   std::vector<double> gaps_;
   size_t next_gap_ = 0;
-  EngineClock::time_point last_end_{};
+  EngineClock::time_point last_backend_end_{};
 };
 
 }  // namespace troupe

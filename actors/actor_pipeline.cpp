@@ -156,6 +156,12 @@ class ActorsPipeline final : public ActorPipeline {
   const SharedKvCache& kv_cache() const override { return *kv_; }
   caf::actor worker(int32_t index) const override { return workers_.at(size_t(index)); }
 
+  std::vector<double> sampling_seconds() const override {
+    std::vector<double> seconds;
+    for (const auto& meter : worker_meters_) seconds.push_back(meter->sampling_seconds());
+    return seconds;
+  }
+
   std::vector<double> take_step_gaps() override {
     std::vector<double> gaps;
     for (const auto& meter : worker_meters_) {

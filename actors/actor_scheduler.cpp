@@ -117,7 +117,7 @@ bool any_worker_alive(const SchedulerState& st) {
   return false;
 }
 
-void dispatch(SchedulerSelf* self);
+void dispatch(SchedulerSelf* self, int32_t completed_worker = -1);
 
 void fail_worker(SchedulerSelf* self, int32_t index, const std::string& why) {
   auto& st = self->state;
@@ -142,7 +142,8 @@ void fail_worker(SchedulerSelf* self, int32_t index, const std::string& why) {
   dispatch(self);
 }
 
-void dispatch(SchedulerSelf* self) {
+// completed_worker: the worker whose step just completed (its next step is back to back).
+void dispatch(SchedulerSelf* self, int32_t completed_worker) {
   auto& st = self->state;
   if (!st.broken.empty()) return;
   const auto now = EngineClock::now();
@@ -166,6 +167,7 @@ void dispatch(SchedulerSelf* self) {
       }
     }
     step.batch = std::make_shared<Batch>(std::move(batch));
+    step.back_to_back = int32_t(index) == completed_worker;
     worker.busy = true;
     self->send(worker.actor, std::move(step));
   }
@@ -193,7 +195,7 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
     found->second.outbox.push_back(std::move(output));
     touched.push_back(found->first);
   }
-  dispatch(self);
+  dispatch(self, done.worker);
   for (uint64_t id : touched) flush(self, id);
   for (const EndedSeq& end : ended) end_sequence(self, end.seq, ended_by(end.reason));
 }

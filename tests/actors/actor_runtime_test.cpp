@@ -1,7 +1,7 @@
 // Runtime `actors` stepped by CAF's test coordinator (EngineOptions::deterministic): the
 // order in which the planner's batches reach the workers, chunked prefill next to decodes,
-// cancellation at every stage freeing every KV block, worker failure, queue overflow and the
-// destructor ending what is live. Expected batch shapes follow from the planner's rules
+// cancellation at every stage freeing every KV block, worker failure, queue overflow,
+// deadlines (virtual time) and the destructor ending what is live. Expected batch shapes follow from the planner's rules
 // (model/batch_planner.hpp) worked out by hand for the budgets set here; tokens are compared
 // with the tiny model run alone on its own backend.
 #include <caf/all.hpp>
@@ -301,6 +301,25 @@ TEST_F(ActorRuntimeTest, QueueOverflowIsRejectedAtOnce) {
   EXPECT_EQ(running->end().kind, EndKind::Finished);
   EXPECT_EQ(queued->end().kind, EndKind::Finished);
   EXPECT_EQ(pipeline_->stats().planner.rejected, 1u);
+  expect_kv_clean();
+}
+
+TEST_F(ActorRuntimeTest, DeadlineEndsTheRequestWithTimeoutAndFreesItsBlocks) {
+  start(test::tiny_options(SyncMode::Parking, 1));
+  auto sink = std::make_shared<RecordingSink>();
+  GenerateRequest request = test::greedy_request(test::tiny_prompt(5, 19), 200);
+  request.timeout = std::chrono::milliseconds(50);
+  pipeline_->submit(1, std::move(request), sink);
+  ASSERT_TRUE(run_until([&] { return log_->size() >= 3; }));
+  EXPECT_FALSE(sink->ended());
+  coordinator_->advance_time(std::chrono::milliseconds(100));  // the request's timer fires
+  run();
+
+  ASSERT_TRUE(sink->ended());
+  EXPECT_EQ(sink->ends(), 1);
+  EXPECT_EQ(sink->end().kind, EndKind::Error);
+  EXPECT_EQ(sink->end().error, ErrorKind::Timeout);
+  EXPECT_LT(sink->end().usage.completion_tokens, 200);
   expect_kv_clean();
 }
 
