@@ -3,13 +3,23 @@
 // Local only, never serialized: each type is whitelisted as an unsafe message type. Messages
 // to the scheduler carry the time they were sent, for its mailbox meter. Internal to actors/.
 //
-// Who sends what (and what bounds each mailbox):
+// Who sends what:
 //   request   -> scheduler  SubmitSeq (once), AckTokens, DropSeq (once)
 //   scheduler -> worker     RunStep: at most one in flight per worker
-//   worker    -> scheduler  StepDone or WorkerFailed: one per RunStep
+//   worker    -> scheduler  StepDone (high priority) or WorkerFailed: one per RunStep
 //   scheduler -> request    SeqAdmitted, SeqTokens (at most kTokenWindow unacknowledged),
 //                           SeqEnded or SeqRejected (once)
 //   pipeline  -> request    CancelRequest (high priority); the request's own RequestDeadline
+// What bounds each mailbox (CAF's are unbounded):
+//   worker     one RunStep (the scheduler's busy flag)
+//   scheduler  per worker one StepDone or WorkerFailed; per live request one SubmitSeq, one
+//              DropSeq and kTokenWindow / kTokenAckEvery AckTokens
+//   request    kTokenWindow SeqTokens, one SeqAdmitted, one end, a cancel and its timer;
+//              tokens beyond the window wait in the scheduler's outbox of that sequence
+//              (at most its max_new_tokens)
+//   KV owner   (sync actor) one call per calling thread (ActorOwned)
+// The number of live requests is the caller's (the daemon's connections); the planner's
+// max_queued refuses the excess as soon as their SubmitSeq is handled.
 
 #include <cstdint>
 #include <memory>
