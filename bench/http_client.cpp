@@ -4,11 +4,9 @@
 
 #include <stdexcept>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <sys/socket.h>
 
 namespace troupe {
 namespace {
@@ -18,14 +16,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-
-void set_receive_timeout(tcp::socket& socket, std::chrono::milliseconds timeout) {
-  timeval limit{};
-  limit.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-  limit.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-}
 
 }  // namespace
 
@@ -93,10 +83,30 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
   HttpResult result;
   try {
     asio::io_context io;
+    beast::tcp_stream stream(io);
+    // Runs one asynchronous operation to its end, or fails it after `timeout`.
+    auto run = [&](auto&& start_operation) {
+      beast::error_code error;
+      stream.expires_after(timeout);
+      start_operation([&](beast::error_code e, std::size_t) { error = e; });
+      io.restart();
+      io.run();
+      return error;
+    };
+    auto check = [](beast::error_code error) {
+      if (error == beast::error::timeout) throw std::runtime_error("no progress within the timeout");
+      if (error) throw beast::system_error(error);
+    };
     tcp::resolver resolver(io);
-    tcp::socket socket(io);
-    asio::connect(socket, resolver.resolve(url.host, url.port));
-    set_receive_timeout(socket, timeout);
+    const auto endpoints = resolver.resolve(url.host, url.port);
+    {
+      beast::error_code error;
+      stream.expires_after(timeout);
+      stream.async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { error = e; });
+      io.restart();
+      io.run();
+      check(error);
+    }
 
     http::request<http::string_body> request(http::verb::post, url.prefix + target, 11);
     request.set(http::field::host, url.host + ":" + url.port);
@@ -107,15 +117,15 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
     request.body() = body;
     request.prepare_payload();
     result.sent = Clock::now();
-    http::write(socket, request);
+    check(run([&](auto handler) { http::async_write(stream, request, handler); }));
 
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 << 20);
-    http::read_header(socket, buffer, parser);
+    check(run([&](auto handler) { http::async_read_header(stream, buffer, parser, handler); }));
     result.status = static_cast<int>(parser.get().result_int());
-    const bool stream =
-        parser.get()[http::field::content_type].find("text/event-stream") != beast::string_view::npos;
+    const bool event_stream = parser.get()[http::field::content_type].find("text/event-stream") !=
+                              beast::string_view::npos;
     std::string pending;
     auto on_body = [&](std::uint64_t, beast::string_view data, beast::error_code&) {
       pending.append(data.data(), data.size());
@@ -125,25 +135,25 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
       return data.size();
     };
     auto on_chunk_header = [](std::uint64_t, beast::string_view, beast::error_code&) {};
-    if (stream) {
+    if (event_stream) {
       parser.on_chunk_header(on_chunk_header);
       parser.on_chunk_body(on_body);
     }
     while (!parser.is_done()) {
-      beast::error_code error;
-      http::read_some(socket, buffer, parser, error);
+      const beast::error_code error =
+          run([&](auto handler) { http::async_read_some(stream, buffer, parser, handler); });
       if (error == http::error::end_of_chunk) continue;
-      if (error) throw beast::system_error(error);
+      check(error);
     }
-    if (stream && !parser.chunked()) {  // an event stream without chunked encoding
+    if (event_stream && !parser.chunked()) {  // an event stream without chunked encoding
       pending += parser.get().body();
       for (std::string& event : take_sse_events(pending))
         result.events.push_back({Clock::now(), std::move(event)});
-    } else if (!stream) {
+    } else if (!event_stream) {
       result.body = parser.get().body();
     }
     beast::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   } catch (const std::exception& error) {
     result.error = error.what();
     if (result.status != 0) result.error = "after the response header: " + result.error;

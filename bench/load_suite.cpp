@@ -106,6 +106,12 @@ nlohmann::json distribution_json(const Distribution& d) {
   return {{"mean", d.mean}, {"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99}};
 }
 
+std::string csv_number(const nlohmann::json& value) {
+  if (value.is_null()) return "";
+  if (value.is_number_float()) return fmt::format("{:.6g}", value.get<double>());
+  return value.dump();
+}
+
 }  // namespace
 
 po::options_description load_options() {
@@ -294,11 +300,11 @@ LoadSummary run_load_suite(const LoadConfig& config, std::ostream& out) {
       if (value.is_object() && key != "failures") {
         for (const auto& [stat, number] : value.items()) {
           header.push_back(key + "_" + stat);
-          fields.push_back(number.is_null() ? "" : number.dump());
+          fields.push_back(csv_number(number));
         }
       } else if (!value.is_object()) {
         header.push_back(key);
-        fields.push_back(value.is_string() ? value.get<std::string>() : value.dump());
+        fields.push_back(value.is_string() ? value.get<std::string>() : csv_number(value));
       }
     }
     write_csv_file(*config.csv, header, {fields});

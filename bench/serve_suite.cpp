@@ -133,7 +133,7 @@ po::options_description serve_options() {
        "tokens of one batch (decodes and prefill chunks together)")
       ("max-seqs", po::value<int>()->value_name("N")->default_value(64),
        "sequences in one batch and running on one worker")
-      ("kv-memory-mib", po::value<int>()->value_name("MIB")->default_value(0),
+      ("kv-mib", po::value<int>()->value_name("MIB")->default_value(0),
        "KV memory per backend; 0: the backend's default (sim: 100 GiB, an H200's share)")
       ("timeout", po::value<int>()->value_name("S")->default_value(600),
        "seconds a run may take before it fails")
@@ -166,7 +166,7 @@ ServeConfig read_serve_config(const po::variables_map& values) {
       parse_list<bool>("prefix-cache", values.at("prefix-cache").as<std::string>(), parse_on_off);
   config.max_batch_tokens = read_in_range(values, "max-batch-tokens", 1, 1 << 20);
   config.max_seqs = read_in_range(values, "max-seqs", 1, config.max_batch_tokens);
-  config.kv_memory_mib = read_in_range(values, "kv-memory-mib", 0, 1 << 24);
+  config.kv_mib = read_in_range(values, "kv-mib", 0, 1 << 24);
   config.timeout_seconds = read_in_range(values, "timeout", 1, 86'400);
   if (values.count("json")) config.json = values.at("json").as<std::string>();
   if (values.count("csv")) config.csv = values.at("csv").as<std::string>();
@@ -202,8 +202,8 @@ EngineOptions engine_options(const ServeConfig& config, const ServeCombination& 
   options.backend.name = config.model.backend;
   options.backend.threads = config.model.backend_threads;
   options.backend.max_batch_tokens = config.max_batch_tokens;
-  if (config.kv_memory_mib > 0)
-    options.backend.kv_bytes = static_cast<uint64_t>(config.kv_memory_mib) << 20;
+  if (config.kv_mib > 0)
+    options.backend.kv_bytes = static_cast<uint64_t>(config.kv_mib) << 20;
   else if (config.simulated())
     options.backend.kv_bytes = kSimKvBytes;
   options.sim_profile = config.sim_profile;
@@ -362,7 +362,7 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
         {"workers", config.workers},
         {"max_batch_tokens", config.max_batch_tokens},
         {"max_seqs", config.max_seqs},
-        {"kv_memory_mib", config.kv_memory_mib},
+        {"kv_mib", config.kv_mib},
         {"engine_per_run", true}}},
       {"machine", to_json(collect_machine_facts())},
       {"skipped", nlohmann::json::array()},

@@ -54,7 +54,7 @@ struct ServeConfig {
   int workers = 1;
   int max_batch_tokens = 512;
   int max_seqs = 64;
-  int kv_memory_mib = 0;              // 0: the backend's default (sim: 100 GiB, an H200's)
+  int kv_mib = 0;              // 0: the backend's default (sim: 100 GiB, an H200's)
   int timeout_seconds = 600;
   std::optional<std::filesystem::path> json, csv, plot;
 

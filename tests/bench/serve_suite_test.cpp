@@ -47,7 +47,7 @@ ServeConfig small_config(const std::string& backend) {
   config.runtimes = {Runtime::Actors, Runtime::Threads};
   config.sync = {SyncMode::Std, SyncMode::Actor};
   config.workers = 2;
-  config.kv_memory_mib = backend == "sim" ? 0 : 16;
+  config.kv_mib = backend == "sim" ? 0 : 16;
   config.timeout_seconds = 60;
   return config;
 }
