@@ -546,6 +546,10 @@ struct HttpServer::Impl {
       }
     } catch (const ApiError& error) {
       failure = error;
+    } catch (const std::exception& error) {
+      spdlog::error("{} {}: {}", std_view(request.method_string()), path, error.what());
+      failure.emplace(500, std::string("internal error: ") + error.what(), "server_error", "",
+                      "internal_error");
     }
     if (failure) {
       outcome.status = failure->status();
@@ -650,6 +654,9 @@ struct HttpServer::Impl {
   awaitable<int> reload_route(beast::tcp_stream& stream,
                               const http::request<http::string_body>& request, bool keep_alive) {
     ready_engine();
+    if (draining)
+      throw ApiError(503, "the server is shutting down; no reload", "service_unavailable", "",
+                     "draining");
     std::string path = parse_reload_request(request.body());
     auto completion = std::make_shared<Completion>(io.get_executor());
     const bool started_now =
@@ -841,7 +848,9 @@ int HttpServer::run(bool handle_signals) {
     wait_signal = [&] {
       signals->async_wait([&](beast::error_code ec, int signal) {
         if (ec) return;
-        if (signal == SIGHUP) {
+        if (signal == SIGHUP && impl.draining) {
+          spdlog::warn("SIGHUP ignored: the server is shutting down");
+        } else if (signal == SIGHUP) {
           spdlog::info("SIGHUP: reloading the model");
           if (!impl.start_reload({}, [](int, std::string) {}))
             spdlog::warn("SIGHUP ignored: a reload is already running");
@@ -873,7 +882,7 @@ void HttpServer::stop() {
 
 void HttpServer::reload() {
   net::post(impl_->io, [impl = impl_.get()] {
-    impl->start_reload({}, [](int, std::string) {});
+    if (!impl->draining) impl->start_reload({}, [](int, std::string) {});
   });
 }
 

@@ -2,7 +2,8 @@
 ephemeral loopback port, talk HTTP/1.1 to it, read SSE streams and /metrics.
 
 Every script takes: --server PATH (troupe-server) --model PATH (a GGUF file, e.g. a tiny
-model from troupe-tiny-model)."""
+model from troupe-tiny-model) and optionally --runtime actors|threads (default threads), which
+every Server the script starts uses."""
 
 import argparse
 import http.client
@@ -20,13 +21,19 @@ def arguments():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--model", required=True)
-    return parser.parse_args()
+    parser.add_argument("--runtime", default="threads", choices=["actors", "threads"])
+    args = parser.parse_args()
+    Server.default_runtime = args.runtime
+    return args
 
 
 class Server:
     """A troupe-server process; use as a context manager. extra: more flags."""
 
-    def __init__(self, binary, model, *extra, runtime="threads", ready=True):
+    default_runtime = "threads"
+
+    def __init__(self, binary, model, *extra, runtime=None, ready=True):
+        runtime = runtime or Server.default_runtime
         self.directory = tempfile.TemporaryDirectory(prefix="troupe-e2e-")
         self.port_file = os.path.join(self.directory.name, "port")
         self.log_path = os.path.join(self.directory.name, "server.log")
