@@ -426,7 +426,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
           fail_worker(lock, worker, error.what());
           return;
         }
-        last_end = done_step->backend_ended;
+        last_end = done_step->ended;
         busy_ns_[size_t(worker)].fetch_add(
             uint64_t(std::chrono::nanoseconds(done_step->backend_ended - start).count()),
             std::memory_order_relaxed);
