@@ -341,7 +341,7 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
       {"suite", "serve"},
       {"simulated", config.simulated()},
       {"axes", {"batch_size", "runtime", "sync", "kv_granularity", "prefix_cache"}},
-      {"headline", {"output_tok_per_s.median", "total_tok_per_s.median", "ttft_ms.p99",
+      {"headline", {"output_tok_per_s.median", "total_tok_per_s.median", "batching_gain", "ttft_ms.p99",
                     "itl_ms.p99", "e2e_ms.p99", "worker_utilization.median", "peak_rss_bytes"}},
       {"config",
        {{"backend", config.model.backend},
@@ -408,6 +408,9 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
         {"preemptions", row.preemptions},
         {"sharing", sharing},
         {"ratio_to_first", row.ratio_to_first},
+        {"batching_gain", row.batching_gain},
+        {"batching_gain_overlaps",
+         row.batching_gain_overlaps ? nlohmann::json(*row.batching_gain_overlaps) : nullptr},
         {"overlaps_first", row.overlaps_first ? nlohmann::json(*row.overlaps_first) : nullptr},
     });
   }
@@ -452,6 +455,43 @@ std::vector<std::string> serve_csv_fields(const ServeRow& row) {
   return fields;
 }
 
+void set_batching_gain(std::vector<ServeRow>& rows) {
+  for (ServeRow& row : rows) {
+    const ServeRow* smallest = nullptr;
+    for (const ServeRow& other : rows)
+      if (label(other.combination) == label(row.combination) &&
+          (!smallest || other.batch_size < smallest->batch_size))
+        smallest = &other;
+    row.batching_gain = ratio(row.output_tok_per_s.median, smallest->output_tok_per_s.median);
+    if (smallest != &row)
+      row.batching_gain_overlaps = ranges_overlap(row.output_tok_per_s, smallest->output_tok_per_s);
+  }
+}
+
+void print_batching_gain(std::ostream& out, const ServeConfig& config,
+                         const std::vector<ServeCombination>& combinations,
+                         const std::vector<ServeRow>& rows) {
+  out << fmt::format("\nbatching gain{}: output tok/s (wall) at each batch size over the same "
+                     "combination's at batch {} (medians; 'overlap': the ranges share a point)\n",
+                     config.simulated() ? " (simulated)" : "",
+                     *std::min_element(config.batch_sizes.begin(), config.batch_sizes.end()));
+  std::vector<Column> columns{{"batch", Align::Left}};
+  for (const ServeCombination& combination : combinations) columns.push_back({label(combination)});
+  TextTable table(columns);
+  for (int batch_size : config.batch_sizes) {
+    std::vector<std::string> cells{std::to_string(batch_size)};
+    for (const ServeCombination& combination : combinations)
+      for (const ServeRow& row : rows)
+        if (row.batch_size == batch_size && label(row.combination) == label(combination)) {
+          std::string cell = std::isnan(row.batching_gain) ? "-" : fmt::format("{:.2f}x", row.batching_gain);
+          if (row.batching_gain_overlaps) cell += *row.batching_gain_overlaps ? " overlap" : " distinct";
+          cells.push_back(cell);
+        }
+    table.add_row(std::move(cells));
+  }
+  table.print(out);
+}
+
 namespace {
 
 PlotSpec serve_plot(const ServeConfig& config, const std::vector<ServeCombination>& combinations,
@@ -494,32 +534,40 @@ std::vector<ServeRow> run_serve_suite(const ServeConfig& config, std::ostream& o
                             static_cast<std::size_t>(config.repetitions);
   std::size_t done = 0;
   std::vector<ServeRow> all_rows;
-  for (int batch_size : config.batch_sizes) {
-    std::vector<std::vector<ServeRun>> runs(combinations.size());
-    for_each_interleaved(
-        static_cast<std::size_t>(config.repetitions), combinations.size(),
-        [&](std::size_t repetition, std::size_t c) {
-          const int width = 20, filled = static_cast<int>(width * done / total);
-          progress.show(fmt::format("serve [{}{}] {}/{}  batch {}, {}, repetition {}/{}",
-                                    std::string(filled, '#'), std::string(width - filled, '.'),
-                                    done, total, batch_size, label(combinations[c]),
-                                    repetition + 1, config.repetitions));
-          ServeWorkload workload{batch_size, config.n_prompt, config.n_gen, config.shared_prefix,
-                                 config.seed};
-          try {
-            runs[c].push_back(run_serve_workload(engine_options(config, combinations[c]), workload));
-          } catch (const std::exception& error) {
-            progress.clear();
-            throw std::runtime_error(fmt::format("batch {}, {}: {}", batch_size,
-                                                 label(combinations[c]), error.what()));
-          }
-          ++done;
-        });
-    progress.clear();
-    std::vector<ServeRow> rows = serve_rows(batch_size, combinations, std::move(runs));
-    print_serve_table(out, config, batch_size, rows);
+  // Every (batch size, combination) is one contender, so that batch sizes are interleaved
+  // too and their ratios (the batching gain) see the same drifts of the machine.
+  const std::size_t per_batch = combinations.size();
+  std::vector<std::vector<std::vector<ServeRun>>> runs(
+      config.batch_sizes.size(), std::vector<std::vector<ServeRun>>(per_batch));
+  for_each_interleaved(
+      static_cast<std::size_t>(config.repetitions), config.batch_sizes.size() * per_batch,
+      [&](std::size_t repetition, std::size_t contender) {
+        const std::size_t b = contender / per_batch, c = contender % per_batch;
+        const int batch_size = config.batch_sizes[b];
+        const int width = 20, filled = static_cast<int>(width * done / total);
+        progress.show(fmt::format("serve [{}{}] {}/{}  batch {}, {}, repetition {}/{}",
+                                  std::string(filled, '#'), std::string(width - filled, '.'),
+                                  done, total, batch_size, label(combinations[c]),
+                                  repetition + 1, config.repetitions));
+        const ServeWorkload workload{batch_size, config.n_prompt, config.n_gen,
+                                     config.shared_prefix, config.seed};
+        try {
+          runs[b][c].push_back(run_serve_workload(engine_options(config, combinations[c]), workload));
+        } catch (const std::exception& error) {
+          progress.clear();
+          throw std::runtime_error(fmt::format("batch {}, {}: {}", batch_size,
+                                               label(combinations[c]), error.what()));
+        }
+        ++done;
+      });
+  progress.clear();
+  for (std::size_t b = 0; b < config.batch_sizes.size(); ++b) {
+    std::vector<ServeRow> rows = serve_rows(config.batch_sizes[b], combinations, std::move(runs[b]));
+    print_serve_table(out, config, config.batch_sizes[b], rows);
     all_rows.insert(all_rows.end(), rows.begin(), rows.end());
   }
+  set_batching_gain(all_rows);
+  if (config.batch_sizes.size() > 1) print_batching_gain(out, config, combinations, all_rows);
   if (config.json) write_json_file(*config.json, serve_json(config, all_rows, skipped));
   if (config.csv) {
     std::vector<std::vector<std::string>> lines;

@@ -1,8 +1,9 @@
 #pragma once
 // `troupe-bench serve` (issues 5 and 7): the serving engine in-process, no HTTP. For each
-// batch size, repetitions run every runtime x sync x kv-granularity x prefix-cache
-// combination interleaved (rep 1: A B C, rep 2: A B C, ...); combinations the engine refuses
-// (runtime threads with sync actor) are skipped and listed. Each run is one
+// batch size, every runtime x sync x kv-granularity x prefix-cache combination; repetitions
+// run every (batch size, combination) interleaved (rep 1: A B C, rep 2: A B C, ...), so the
+// batching gain (a batch size's output tok/s over the smallest's) is fair too; combinations
+// the engine refuses (runtime threads with sync actor) are skipped and listed. Each run is one
 // run_serve_workload (serve_workload.hpp): a fresh Engine per run, so that no run inherits
 // another's prefix cache, KV peak, counters or warm state, and interleaving stays fair;
 // loading the model is outside the measured window.
@@ -94,6 +95,9 @@ struct ServeRow {
   std::vector<SharingRow> sharing;    // summed over repetitions (maxima: max)
   double ratio_to_first = 0;          // output tok/s median over the first combination's
   std::optional<bool> overlaps_first; // absent for the first combination
+  double batching_gain = 0;           // output tok/s median over the same combination's at
+                                      // the smallest batch size (set by set_batching_gain)
+  std::optional<bool> batching_gain_overlaps;  // absent at the smallest batch size
   std::string backend;
 };
 
@@ -101,6 +105,11 @@ struct ServeRow {
 std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombination>& combinations,
                                  std::vector<std::vector<ServeRun>> runs);
 
+// Fills batching_gain of every row from the rows of the same combination.
+void set_batching_gain(std::vector<ServeRow>& rows);
+void print_batching_gain(std::ostream& out, const ServeConfig& config,
+                         const std::vector<ServeCombination>& combinations,
+                         const std::vector<ServeRow>& rows);
 void print_serve_table(std::ostream& out, const ServeConfig& config, int batch_size,
                        const std::vector<ServeRow>& rows);
 nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>& rows,

@@ -17,12 +17,13 @@ namespace {
 using Json = nlohmann::json;
 
 // Every number in the document is finite (NaN and infinity are written as null, so a null
-// figure is a missing one); `nullable` names keys that may be null.
+// figure is a missing one); only the overlap hints of the reference rows may be null.
 void expect_all_finite(const Json& value, const std::string& path) {
   if (value.is_object()) {
     for (const auto& [key, element] : value.items()) {
       if (element.is_null()) {
-        EXPECT_EQ(key, "overlaps_first") << "missing figure " << path << "." << key;
+        EXPECT_TRUE(key == "overlaps_first" || key == "batching_gain_overlaps")
+            << "missing figure " << path << "." << key;
         continue;
       }
       expect_all_finite(element, path + "." + key);
@@ -160,6 +161,23 @@ TEST(ServeSuite, RowsPoolLatenciesAndRatioTheFirstCombination) {
   EXPECT_EQ(label(combinations[1]), "threads/parking");
   EXPECT_EQ(label({Runtime::Actors, SyncMode::Actor, KvGranularity::Token, false}),
             "actors/actor/token/no-prefix");
+}
+
+TEST(ServeSuite, BatchingGainIsOverTheSameCombinationsSmallestBatch) {
+  const ServeCombination threads{Runtime::Threads, SyncMode::Std};
+  const ServeCombination actors{Runtime::Actors, SyncMode::Std};
+  std::vector<ServeRow> rows(4);
+  rows[0].batch_size = 8, rows[0].combination = threads, rows[0].output_tok_per_s = {45, 40, 50};
+  rows[1].batch_size = 8, rows[1].combination = actors, rows[1].output_tok_per_s = {30, 20, 40};
+  rows[2].batch_size = 1, rows[2].combination = threads, rows[2].output_tok_per_s = {10, 8, 12};
+  rows[3].batch_size = 1, rows[3].combination = actors, rows[3].output_tok_per_s = {25, 20, 30};
+  set_batching_gain(rows);
+  EXPECT_DOUBLE_EQ(rows[0].batching_gain, 4.5);
+  EXPECT_FALSE(*rows[0].batching_gain_overlaps);  // [40, 50] and [8, 12]
+  EXPECT_DOUBLE_EQ(rows[1].batching_gain, 1.2);
+  EXPECT_TRUE(*rows[1].batching_gain_overlaps);   // [20, 40] and [20, 30]
+  EXPECT_DOUBLE_EQ(rows[2].batching_gain, 1.0);
+  EXPECT_FALSE(rows[2].batching_gain_overlaps.has_value());
 }
 
 TEST(ServeSuite, PromptsAreSeededAndShareTheirPrefix) {
