@@ -36,6 +36,8 @@ std::unique_ptr<Backend> make_cuda_backend(const ModelDesc&, const BackendOption
 
 std::optional<GpuMemoryUse> gpu_memory_in_use(const Backend&) { return std::nullopt; }
 
+std::optional<int> cuda_graph_kernels(const Backend&) { return std::nullopt; }
+
 bool set_cuda_graphs(Backend&, bool) { return false; }
 #endif
 

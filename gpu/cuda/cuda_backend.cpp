@@ -209,7 +209,6 @@ class CudaBackend final : public Backend {
     k_ = floats(t * kv_dim_);
     v_ = floats(t * kv_dim_);
     attn_ = floats(t * q_dim_);
-    proj_ = floats(t * embd_);
     gate_ = floats(t * ff_);
     up_ = floats(t * ff_);
     rope_cos_ = floats(t * desc.head_dim / 2);
@@ -279,6 +278,10 @@ class CudaBackend final : public Backend {
   }
 
   void set_graphs(bool enabled) { graphs_enabled_ = enabled; }
+  std::optional<int> last_graph_nodes() const {
+    const int nodes = last_graph_nodes_;
+    return nodes > 0 ? std::optional<int>(nodes) : std::nullopt;
+  }
 
  private:
   void resize_meta(size_t table_capacity) {
@@ -321,6 +324,8 @@ class CudaBackend final : public Backend {
     forward();
     cudaGraph_t graph = nullptr;
     check(cudaStreamEndCapture(stream_, &graph), "graph capture");
+    size_t nodes = 0;
+    if (cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess) last_graph_nodes_ = int(nodes);
     cudaGraphExec_t exec = nullptr;
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
@@ -345,7 +350,6 @@ class CudaBackend final : public Backend {
     float* k = k_.as<float>();
     float* v = v_.as<float>();
     float* attn = attn_.as<float>();
-    float* proj = proj_.as<float>();
     float* gate = gate_.as<float>();
     float* up = up_.as<float>();
     BlockQ8* xq = xq_.as<BlockQ8>();
@@ -356,34 +360,48 @@ class CudaBackend final : public Backend {
     cuda::embed(token_embd_, ids, n, x, stream_);
     cuda::rope_angles(tokens_.pos, n, int(desc_.head_dim), desc_.rope_freq_base,
                       rope_cos_.as<float>(), rope_sin_.as<float>(), stream_);
+    // Per layer, for Q4/Q8 weights: 8 kernels (norm+Q8, q/k/v, rope+KV store, attention+Q8,
+    // wo+residual, norm+Q8, gate/up+SwiGLU+Q8, down+residual).
     for (int l = 0; l < int(layers_.size()); ++l) {
       const LayerWeights& w = layers_[size_t(l)];
-      cuda::add_rmsnorm(x, l > 0 ? proj : nullptr, w.attn_norm, eps, embd_, n, nullptr, xn,
-                        stream_);
-      if (cuda::uses_q8(w.wq.type) || cuda::uses_q8(w.wk.type) || cuda::uses_q8(w.wv.type))
-        cuda::quantize_q8(xn, n, embd_, xq, stream_);
-      cuda::matmul(w.wq, xn, xq, n, q, q_dim_, stream_);
-      cuda::matmul(w.wk, xn, xq, n, k, kv_dim_, stream_);
-      cuda::matmul(w.wv, xn, xq, n, v, kv_dim_, stream_);
+      const bool qkv_q8 =
+          cuda::uses_q8(w.wq.type) || cuda::uses_q8(w.wk.type) || cuda::uses_q8(w.wv.type);
+      cuda::rmsnorm(x, w.attn_norm, eps, embd_, n, nullptr, xn, qkv_q8 ? xq : nullptr, stream_);
+      if (w.wq.type == w.wk.type && w.wq.type == w.wv.type) {
+        const cuda::DeviceWeight parts[] = {w.wq, w.wk, w.wv};
+        float* const outs[] = {q, k, v};
+        const int64_t strides[] = {q_dim_, kv_dim_, kv_dim_};
+        cuda::matmul_parts(parts, outs, strides, xn, xq, n, stream_);
+      } else {
+        cuda::matmul(w.wq, xn, xq, n, q, q_dim_, stream_);
+        cuda::matmul(w.wk, xn, xq, n, k, kv_dim_, stream_);
+        cuda::matmul(w.wv, xn, xq, n, v, kv_dim_, stream_);
+      }
       cuda::qkv_finish(q, k, v, w.bq, w.bk, w.bv, n, int(desc_.n_head), desc_.rope_layout,
                        rope_cos_.as<float>(), rope_sin_.as<float>(), kv_, l, tokens_, stream_);
-      cuda::attention(q, n, int(desc_.n_head), attention_scale_, kv_, l, tokens_, attn, stream_);
-      if (cuda::uses_q8(w.wo.type)) cuda::quantize_q8(attn, n, q_dim_, xq, stream_);
-      cuda::matmul(w.wo, attn, xq, n, proj, embd_, stream_);
+      const bool wo_q8 = cuda::uses_q8(w.wo.type);
+      const bool attention_q8 = wo_q8 && desc_.head_dim % 32 == 0;
+      cuda::attention(q, n, int(desc_.n_head), attention_scale_, kv_, l, tokens_, attn,
+                      attention_q8 ? xq : nullptr, stream_);
+      if (wo_q8 && !attention_q8) cuda::quantize_q8(attn, n, q_dim_, xq, stream_);
+      cuda::matmul(w.wo, attn, xq, n, x, embd_, stream_, /*accumulate=*/true);
 
-      cuda::add_rmsnorm(x, proj, w.ffn_norm, eps, embd_, n, nullptr, xn, stream_);
-      if (cuda::uses_q8(w.gate.type) || cuda::uses_q8(w.up.type))
-        cuda::quantize_q8(xn, n, embd_, xq, stream_);
-      cuda::matmul(w.gate, xn, xq, n, gate, ff_, stream_);
-      cuda::matmul(w.up, xn, xq, n, up, ff_, stream_);
-      cuda::swiglu(gate, up, int64_t(n) * ff_, stream_);
-      if (cuda::uses_q8(w.down.type)) cuda::quantize_q8(gate, n, ff_, ffn_xq, stream_);
-      cuda::matmul(w.down, gate, ffn_xq, n, proj, embd_, stream_);
+      const bool ffn_q8 = cuda::uses_q8(w.gate.type) || cuda::uses_q8(w.up.type);
+      cuda::rmsnorm(x, w.ffn_norm, eps, embd_, n, nullptr, xn, ffn_q8 ? xq : nullptr, stream_);
+      if (cuda::ffn_swiglu_supported(w.gate, w.up)) {
+        cuda::ffn_swiglu(w.gate, w.up, xq, n, gate, ffn_xq, stream_);
+      } else {
+        cuda::matmul(w.gate, xn, xq, n, gate, ff_, stream_);
+        cuda::matmul(w.up, xn, xq, n, up, ff_, stream_);
+        cuda::swiglu(gate, up, int64_t(n) * ff_, stream_);
+        if (cuda::uses_q8(w.down.type)) cuda::quantize_q8(gate, n, ff_, ffn_xq, stream_);
+      }
+      cuda::matmul(w.down, gate, ffn_xq, n, x, embd_, stream_, /*accumulate=*/true);
     }
     if (n_logits_ == 0) return;
-    cuda::add_rmsnorm(x, proj, weights_.f32(desc_.output_norm), eps, embd_, n_logits_,
-                      logit_rows, xn, stream_);
-    if (cuda::uses_q8(output_.type)) cuda::quantize_q8(xn, n_logits_, embd_, xq, stream_);
+    const bool out_q8 = cuda::uses_q8(output_.type);
+    cuda::rmsnorm(x, weights_.f32(desc_.output_norm), eps, embd_, n_logits_, logit_rows, xn,
+                  out_q8 ? xq : nullptr, stream_);
     cuda::matmul(output_, xn, xq, n_logits_, logits_.as<float>(), vocab_, stream_);
   }
 
@@ -402,7 +420,7 @@ class CudaBackend final : public Backend {
 
   DeviceBuffer kv_buffer_;
   cuda::DeviceKv kv_;
-  DeviceBuffer x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_, rope_cos_, rope_sin_, logits_;
+  DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, rope_cos_, rope_sin_, logits_;
   DeviceBuffer xq_, ffn_xq_;
   PinnedBuffer logits_host_;
 
@@ -415,6 +433,7 @@ class CudaBackend final : public Backend {
 
   cudaStream_t stream_ = nullptr;
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
+  std::atomic<int> last_graph_nodes_ = 0;
 };
 
 }  // namespace
@@ -437,6 +456,11 @@ std::unique_ptr<Backend> make_cuda_backend(const ModelDesc& desc, const BackendO
 std::optional<GpuMemoryUse> gpu_memory_in_use(const Backend& backend) {
   if (const auto* cuda = dynamic_cast<const CudaBackend*>(&backend)) return cuda->memory();
   return std::nullopt;
+}
+
+std::optional<int> cuda_graph_kernels(const Backend& backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+  return cuda ? cuda->last_graph_nodes() : std::nullopt;
 }
 
 bool set_cuda_graphs(Backend& backend, bool enabled) {

@@ -50,6 +50,10 @@ struct GpuMemoryUse {
 // during a step too (it reads atomic counters and asks the driver for the device totals).
 std::optional<GpuMemoryUse> gpu_memory_in_use(const Backend& backend);
 
+// The kernels in the decode graph a cuda backend captured last (its node count: every node
+// is one kernel launch); nullopt for another backend or before any capture. Any thread.
+std::optional<int> cuda_graph_kernels(const Backend& backend);
+
 // Switches CUDA graphs on or off for later steps of a cuda backend (the speed probe's
 // with/without comparison); false when the backend is not a cuda backend.
 bool set_cuda_graphs(Backend& backend, bool enabled);

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -107,12 +108,70 @@ std::vector<float> embed(GgmlType type, std::span<const uint8_t> table, int64_t 
   return out.download();
 }
 
-std::vector<float> add_rmsnorm(std::span<const float> x, std::span<const float> residual,
-                               std::span<const float> weight, float eps, int rows, int n) {
-  Device<float> dx(x), dr(residual), dw(weight), out(size_t(rows) * n);
-  cuda::add_rmsnorm(dx.get(), dr.or_null(), dw.get(), eps, n, rows, nullptr, out.get(), nullptr);
+WithQ8 rmsnorm(std::span<const float> x, std::span<const float> weight, float eps, int rows,
+               int n) {
+  Device<float> dx(x), dw(weight), out(size_t(rows) * n);
+  Device<BlockQ8> q8(size_t(rows) * (n / 32));
+  cuda::rmsnorm(dx.get(), dw.get(), eps, n, rows, nullptr, out.get(), q8.get(), nullptr);
+  finish();
+  return {out.download(), q8.download()};
+}
+
+namespace {
+cuda::DeviceWeight device_weight(GgmlType type, const Device<uint8_t>& w, int64_t rows,
+                                 int64_t cols) {
+  return {type, w.get(), rows, cols, size_t(ggml_row_bytes(type, cols))};
+}
+}  // namespace
+
+std::vector<float> matmul_add(GgmlType type, std::span<const uint8_t> weights, int64_t rows,
+                              int64_t cols, std::span<const float> x, int n_tokens,
+                              std::span<const float> residual) {
+  Device<uint8_t> w(weights);
+  Device<float> in(x), out(residual);
+  Device<BlockQ8> xq(size_t(n_tokens) * size_t(cols / 32));
+  if (cuda::uses_q8(type)) cuda::quantize_q8(in.get(), n_tokens, int(cols), xq.get(), nullptr);
+  cuda::matmul(device_weight(type, w, rows, cols), in.get(), xq.get(), n_tokens, out.get(), rows,
+               nullptr, true);
   finish();
   return out.download();
+}
+
+std::vector<std::vector<float>> matmul_parts(GgmlType type,
+                                             std::span<const std::vector<uint8_t>> weights,
+                                             std::span<const int64_t> rows, int64_t cols,
+                                             std::span<const float> x, int n_tokens) {
+  std::vector<std::unique_ptr<Device<uint8_t>>> w;
+  std::vector<std::unique_ptr<Device<float>>> out;
+  std::vector<cuda::DeviceWeight> parts;
+  std::vector<float*> outs;
+  for (size_t p = 0; p < weights.size(); ++p) {
+    w.push_back(std::make_unique<Device<uint8_t>>(std::span<const uint8_t>(weights[p])));
+    out.push_back(std::make_unique<Device<float>>(size_t(n_tokens) * size_t(rows[p])));
+    parts.push_back(device_weight(type, *w.back(), rows[p], cols));
+    outs.push_back(out.back()->get());
+  }
+  Device<float> in(x);
+  Device<BlockQ8> xq(size_t(n_tokens) * size_t(cols / 32));
+  if (cuda::uses_q8(type)) cuda::quantize_q8(in.get(), n_tokens, int(cols), xq.get(), nullptr);
+  cuda::matmul_parts(parts, outs, rows, in.get(), xq.get(), n_tokens, nullptr);
+  finish();
+  std::vector<std::vector<float>> result;
+  for (const auto& o : out) result.push_back(o->download());
+  return result;
+}
+
+WithQ8 ffn_swiglu(GgmlType type, std::span<const uint8_t> gate, std::span<const uint8_t> up,
+                  int64_t rows, int64_t cols, std::span<const float> x, int n_tokens) {
+  Device<uint8_t> g(gate), u(up);
+  Device<float> in(x), act(size_t(n_tokens) * size_t(rows));
+  Device<BlockQ8> xq(size_t(n_tokens) * size_t(cols / 32));
+  Device<BlockQ8> act_q8(size_t(n_tokens) * size_t(rows / 32));
+  cuda::quantize_q8(in.get(), n_tokens, int(cols), xq.get(), nullptr);
+  cuda::ffn_swiglu(device_weight(type, g, rows, cols), device_weight(type, u, rows, cols),
+                   xq.get(), n_tokens, act.get(), act_q8.get(), nullptr);
+  finish();
+  return {act.download(), act_q8.download()};
 }
 
 std::vector<float> swiglu(std::span<const float> gate, std::span<const float> up) {
@@ -143,20 +202,22 @@ QkvResult qkv_finish(std::span<const float> q, std::span<const float> k, std::sp
   return {dq.download(), dk.download()};
 }
 
-std::vector<float> attention(const KvPool& pool, int layer, std::span<const int32_t> block_table,
-                             std::span<const int32_t> positions, std::span<const float> q,
-                             int n_head, float scale) {
+WithQ8 attention(const KvPool& pool, int layer, std::span<const int32_t> block_table,
+                 std::span<const int32_t> positions, std::span<const float> q, int n_head,
+                 float scale) {
   if (pool.shape().head_dim > cuda::kMaxHeadDim)
     throw std::invalid_argument("cuda attention: head_dim above " +
                                 std::to_string(cuda::kMaxHeadDim));
   const int n_tokens = int(positions.size());
+  const bool with_q8 = pool.shape().head_dim % 32 == 0;
   Device<float> dq(q), out(q.size());
+  Device<BlockQ8> q8(with_q8 ? q.size() / 32 : 0);
   Device<uint16_t> kv(pool_halves(pool));
   OneSequence seq(positions, block_table);
   cuda::attention(dq.get(), n_tokens, n_head, scale, device_kv(pool, kv.get()), layer,
-                  seq.tokens(), out.get(), nullptr);
+                  seq.tokens(), out.get(), q8.or_null(), nullptr);
   finish();
-  return out.download();
+  return {out.download(), q8.download()};
 }
 
 }  // namespace troupe::cuda_check

@@ -28,9 +28,29 @@ std::vector<float> matmul(GgmlType type, std::span<const uint8_t> weights, int64
 std::vector<float> embed(GgmlType type, std::span<const uint8_t> table, int64_t cols,
                          std::span<const int32_t> ids);
 
-// out row i = rmsnorm(x row i + residual row i) * weight (residual may be empty).
-std::vector<float> add_rmsnorm(std::span<const float> x, std::span<const float> residual,
-                               std::span<const float> weight, float eps, int rows, int n);
+// out row i = rmsnorm(x row i) * weight, and its Q8 blocks from the same launch.
+struct WithQ8 {
+  std::vector<float> values;
+  std::vector<BlockQ8> q8;
+};
+WithQ8 rmsnorm(std::span<const float> x, std::span<const float> weight, float eps, int rows,
+               int n);
+
+// matmul into out = residual (accumulate): residual + W . x_t.
+std::vector<float> matmul_add(GgmlType type, std::span<const uint8_t> weights, int64_t rows,
+                              int64_t cols, std::span<const float> x, int n_tokens,
+                              std::span<const float> residual);
+
+// Three weights of one input in one matmul_parts launch; one output per weight.
+std::vector<std::vector<float>> matmul_parts(GgmlType type,
+                                             std::span<const std::vector<uint8_t>> weights,
+                                             std::span<const int64_t> rows, int64_t cols,
+                                             std::span<const float> x, int n_tokens);
+
+// ffn_swiglu (gate, up: rows x cols of one Q8-read type): silu(gate . x) * (up . x) per token,
+// and its Q8 blocks.
+WithQ8 ffn_swiglu(GgmlType type, std::span<const uint8_t> gate, std::span<const uint8_t> up,
+                  int64_t rows, int64_t cols, std::span<const float> x, int n_tokens);
 
 std::vector<float> swiglu(std::span<const float> gate, std::span<const float> up);
 
@@ -46,8 +66,9 @@ QkvResult qkv_finish(std::span<const float> q, std::span<const float> k, std::sp
                      int layer, KvPool& pool);
 
 // Attention of one sequence's queries (n_tokens x n_head*head_dim; token t at positions[t])
-// over `pool` through block_table.
-std::vector<float> attention(const KvPool& pool, int layer, std::span<const int32_t> block_table,
+// over `pool` through block_table, and the Q8 blocks of the result (head_dim % 32 == 0;
+// empty otherwise) from the same launch.
+WithQ8 attention(const KvPool& pool, int layer, std::span<const int32_t> block_table,
                              std::span<const int32_t> positions, std::span<const float> q,
                              int n_head, float scale);
 

@@ -38,22 +38,26 @@ __device__ __forceinline__ uint32_t load_u16_pair(const uint8_t* p) {
 
 // ---- Q8 activations -------------------------------------------------------------------
 
-// One warp per block of 32: lane i holds element i.
-__global__ void quantize_q8_kernel(const float* x, int64_t n_blocks, BlockQ8* out) {
-  const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (block >= n_blocks) return;
-  const float v = x[block * 32 + lane];
+// A warp quantizes one block of 32 (lane i holds element i) as quantize_row_q8 does.
+__device__ __forceinline__ void quantize_block(float v, BlockQ8& out, int lane) {
   const float amax = warp_max(fabsf(v));
   const float d = amax / 127.0f;
   const float inv_d = d != 0.0f ? 1.0f / d : 0.0f;
   const int q = int(rintf(__fmul_rn(v, inv_d)));
   const int sum = warp_sum_int(q);
-  out[block].qs[lane] = int8_t(q);
+  out.qs[lane] = int8_t(q);
   if (lane == 0) {
-    out[block].d = d;
-    out[block].s = __fmul_rn(d, float(sum));
+    out.d = d;
+    out.s = __fmul_rn(d, float(sum));
   }
+}
+
+// One warp per block of 32.
+__global__ void quantize_q8_kernel(const float* x, int64_t n_blocks, BlockQ8* out) {
+  const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (block >= n_blocks) return;
+  quantize_block(x[block * 32 + lane], out[block], lane);
 }
 
 // ---- matmul ---------------------------------------------------------------------------
@@ -110,44 +114,87 @@ struct QuantBlock<GgmlType::Q8_0> {
   }
 };
 
+// The weights one matmul launch multiplies: parts of `rows` rows each, stacked (a warp's row
+// index runs through part 0's rows, then part 1's...), all of one type and row length.
+struct MatmulTargets {
+  const uint8_t* w[kMaxMatmulParts];
+  int64_t rows[kMaxMatmulParts];
+  float* out[kMaxMatmulParts];
+  int64_t out_stride[kMaxMatmulParts];
+  int n_parts;
+  int64_t total_rows;
+};
+
+// The part and the row in it of stacked row `row`; false past the last part.
+struct TargetRow {
+  const uint8_t* w;
+  float* out;
+  int64_t stride;
+  int64_t row;
+};
+__device__ __forceinline__ bool target_row(const MatmulTargets& t, int64_t row, size_t row_bytes,
+                                           TargetRow& r) {
+#pragma unroll
+  for (int p = 0; p < kMaxMatmulParts; ++p) {
+    if (p >= t.n_parts) break;
+    if (row < t.rows[p]) {
+      r = {t.w[p] + row * row_bytes, t.out[p], t.out_stride[p], row};
+      return true;
+    }
+    row -= t.rows[p];
+  }
+  return false;
+}
+
+// One weight block against one Q8 block: d * xd * (w . xq) + m * xs, with the integer dot
+// products of the CPU kernels.
+template <GgmlType T>
+__device__ __forceinline__ float block_dot(const int (&wq)[8], float d, float m,
+                                           const BlockQ8& xb) {
+  const int* xs = reinterpret_cast<const int*>(xb.qs);
+  int isum = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) isum = __dp4a(wq[i], xs[i], isum);
+  if (QuantBlock<T>::kOffset != 0) {
+    int xsum = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) xsum = __dp4a(0x01010101, xs[i], xsum);
+    isum -= QuantBlock<T>::kOffset * xsum;
+  }
+  return d * xb.d * float(isum) + m * xb.s;
+}
+
+__device__ __forceinline__ void store(float* out, float value, bool accumulate) {
+  *out = accumulate ? *out + value : value;
+}
+
 // Warp per row, lane per weight block (strided), kTokens tokens per pass of the weights.
 template <GgmlType T, int kTokens>
-__global__ void matmul_q_kernel(const uint8_t* w, int64_t rows, int64_t n_blocks,
-                                size_t row_bytes, const BlockQ8* xq, int n_tokens, float* out,
-                                int64_t out_stride) {
-  const int64_t row = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kWarp;
+__global__ void matmul_q_kernel(MatmulTargets targets, int64_t n_blocks, size_t row_bytes,
+                                const BlockQ8* xq, int n_tokens, bool accumulate) {
+  const int64_t stacked = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int t0 = blockIdx.y * kTokens;
-  if (row >= rows) return;
-  const uint8_t* wrow = w + row * row_bytes;
+  TargetRow target;
+  if (!target_row(targets, stacked, row_bytes, target)) return;
   float acc[kTokens];
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
   for (int64_t b = lane; b < n_blocks; b += kWarp) {
     int wq[8];
     float d, m;
-    QuantBlock<T>::load(wrow + b * QuantBlock<T>::kBytes, wq, d, m);
+    QuantBlock<T>::load(target.w + b * QuantBlock<T>::kBytes, wq, d, m);
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) {
       if (t0 + t >= n_tokens) break;
-      const BlockQ8& xb = xq[int64_t(t0 + t) * n_blocks + b];
-      const int* xs = reinterpret_cast<const int*>(xb.qs);
-      int isum = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) isum = __dp4a(wq[i], xs[i], isum);
-      if (QuantBlock<T>::kOffset != 0) {
-        int xsum = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) xsum = __dp4a(0x01010101, xs[i], xsum);
-        isum -= QuantBlock<T>::kOffset * xsum;
-      }
-      acc[t] += d * xb.d * float(isum) + m * xb.s;
+      acc[t] += block_dot<T>(wq, d, m, xq[int64_t(t0 + t) * n_blocks + b]);
     }
   }
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) {
     const float sum = warp_sum(acc[t]);
-    if (lane == 0 && t0 + t < n_tokens) out[int64_t(t0 + t) * out_stride + row] = sum;
+    if (lane == 0 && t0 + t < n_tokens)
+      store(target.out + int64_t(t0 + t) * target.stride + target.row, sum, accumulate);
   }
 }
 
@@ -160,18 +207,18 @@ __device__ __forceinline__ float float_weight(const uint8_t* row, int64_t i) {
 }
 
 template <GgmlType T, int kTokens>
-__global__ void matmul_f_kernel(const uint8_t* w, int64_t rows, int64_t cols, size_t row_bytes,
-                                const float* x, int n_tokens, float* out, int64_t out_stride) {
-  const int64_t row = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kWarp;
+__global__ void matmul_f_kernel(MatmulTargets targets, int64_t cols, size_t row_bytes,
+                                const float* x, int n_tokens, bool accumulate) {
+  const int64_t stacked = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int t0 = blockIdx.y * kTokens;
-  if (row >= rows) return;
-  const uint8_t* wrow = w + row * row_bytes;
+  TargetRow target;
+  if (!target_row(targets, stacked, row_bytes, target)) return;
   float acc[kTokens];
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
   for (int64_t i = lane; i < cols; i += kWarp) {
-    const float wi = float_weight<T>(wrow, i);
+    const float wi = float_weight<T>(target.w, i);
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) {
       if (t0 + t >= n_tokens) break;
@@ -181,34 +228,118 @@ __global__ void matmul_f_kernel(const uint8_t* w, int64_t rows, int64_t cols, si
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) {
     const float sum = warp_sum(acc[t]);
-    if (lane == 0 && t0 + t < n_tokens) out[int64_t(t0 + t) * out_stride + row] = sum;
+    if (lane == 0 && t0 + t < n_tokens)
+      store(target.out + int64_t(t0 + t) * target.stride + target.row, sum, accumulate);
   }
 }
 
 template <GgmlType T, int kTokens>
-void launch_matmul_tokens(const DeviceWeight& w, const float* x, const BlockQ8* xq,
-                          int n_tokens, float* out, int64_t out_stride, cudaStream_t stream) {
-  const dim3 grid(unsigned((w.rows + kRowsPerCta - 1) / kRowsPerCta),
+void launch_matmul_tokens(const MatmulTargets& targets, int64_t cols, size_t row_bytes,
+                          const float* x, const BlockQ8* xq, int n_tokens, bool accumulate,
+                          cudaStream_t stream) {
+  const dim3 grid(unsigned((targets.total_rows + kRowsPerCta - 1) / kRowsPerCta),
                   unsigned((n_tokens + kTokens - 1) / kTokens));
   const dim3 block(kRowsPerCta * kWarp);
   if constexpr (T == GgmlType::Q4_0 || T == GgmlType::Q4_1 || T == GgmlType::Q8_0)
-    matmul_q_kernel<T, kTokens><<<grid, block, 0, stream>>>(w.data, w.rows, w.cols / 32,
-                                                             w.row_bytes, xq, n_tokens, out,
-                                                             out_stride);
+    matmul_q_kernel<T, kTokens><<<grid, block, 0, stream>>>(targets, cols / 32, row_bytes, xq,
+                                                             n_tokens, accumulate);
   else
-    matmul_f_kernel<T, kTokens><<<grid, block, 0, stream>>>(w.data, w.rows, w.cols, w.row_bytes,
-                                                             x, n_tokens, out, out_stride);
+    matmul_f_kernel<T, kTokens><<<grid, block, 0, stream>>>(targets, cols, row_bytes, x,
+                                                             n_tokens, accumulate);
 }
 
 template <GgmlType T>
-void launch_matmul_type(const DeviceWeight& w, const float* x, const BlockQ8* xq, int n_tokens,
-                        float* out, int64_t out_stride, cudaStream_t stream) {
+void launch_matmul_type(const MatmulTargets& targets, int64_t cols, size_t row_bytes,
+                        const float* x, const BlockQ8* xq, int n_tokens, bool accumulate,
+                        cudaStream_t stream) {
   if (n_tokens == 1)
-    launch_matmul_tokens<T, 1>(w, x, xq, n_tokens, out, out_stride, stream);
+    launch_matmul_tokens<T, 1>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
   else if (n_tokens <= 4)
-    launch_matmul_tokens<T, 4>(w, x, xq, n_tokens, out, out_stride, stream);
+    launch_matmul_tokens<T, 4>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
   else
-    launch_matmul_tokens<T, 8>(w, x, xq, n_tokens, out, out_stride, stream);
+    launch_matmul_tokens<T, 8>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+}
+
+void launch_matmul(GgmlType type, const MatmulTargets& targets, int64_t cols, size_t row_bytes,
+                   const float* x, const BlockQ8* xq, int n_tokens, bool accumulate,
+                   cudaStream_t stream) {
+  switch (type) {
+    case GgmlType::Q4_0: return launch_matmul_type<GgmlType::Q4_0>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+    case GgmlType::Q4_1: return launch_matmul_type<GgmlType::Q4_1>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+    case GgmlType::Q8_0: return launch_matmul_type<GgmlType::Q8_0>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+    case GgmlType::F32: return launch_matmul_type<GgmlType::F32>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+    case GgmlType::F16: return launch_matmul_type<GgmlType::F16>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+    case GgmlType::BF16: return launch_matmul_type<GgmlType::BF16>(targets, cols, row_bytes, x, xq, n_tokens, accumulate, stream);
+    default:
+      throw std::invalid_argument("cuda matmul: weight type " +
+                                  std::string(traits_of(type).name) + " is not supported");
+  }
+}
+
+// ---- feed-forward: gate, up, SwiGLU, Q8 -----------------------------------------------
+
+constexpr int kFfnRowsPerCta = 32;  // one Q8 block of the result; one warp per row
+
+template <GgmlType T, int kTokens>
+__global__ void __launch_bounds__(kFfnRowsPerCta * kWarp)
+    ffn_swiglu_kernel(const uint8_t* gate, const uint8_t* up, int64_t rows, int64_t n_blocks,
+                      size_t row_bytes, const BlockQ8* xq, int n_tokens, float* act,
+                      BlockQ8* act_q8) {
+  __shared__ float values[kTokens][kFfnRowsPerCta];
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = int64_t(blockIdx.x) * kFfnRowsPerCta + warp;
+  const int t0 = blockIdx.y * kTokens;
+  float g[kTokens], u[kTokens];
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) g[t] = u[t] = 0.0f;
+  for (int64_t b = lane; b < n_blocks; b += kWarp) {
+    int gq[8], uq[8];
+    float gd, gm, ud, um;
+    QuantBlock<T>::load(gate + row * row_bytes + b * QuantBlock<T>::kBytes, gq, gd, gm);
+    QuantBlock<T>::load(up + row * row_bytes + b * QuantBlock<T>::kBytes, uq, ud, um);
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t) {
+      if (t0 + t >= n_tokens) break;
+      const BlockQ8& xb = xq[int64_t(t0 + t) * n_blocks + b];
+      g[t] += block_dot<T>(gq, gd, gm, xb);
+      u[t] += block_dot<T>(uq, ud, um, xb);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) {
+    const float gs = warp_sum(g[t]);
+    const float us = warp_sum(u[t]);
+    const float value = gs / (1.0f + expf(-gs)) * us;
+    if (lane == 0) {
+      values[t][warp] = value;
+      if (t0 + t < n_tokens) act[int64_t(t0 + t) * rows + row] = value;
+    }
+  }
+  __syncthreads();
+  if (warp < kTokens && t0 + warp < n_tokens)
+    quantize_block(values[warp][lane], act_q8[int64_t(t0 + warp) * (rows / 32) + blockIdx.x],
+                   lane);
+}
+
+template <GgmlType T, int kTokens>
+void launch_ffn_tokens(const DeviceWeight& gate, const DeviceWeight& up, const BlockQ8* xq,
+                       int n_tokens, float* act, BlockQ8* act_q8, cudaStream_t stream) {
+  const dim3 grid(unsigned(gate.rows / kFfnRowsPerCta),
+                  unsigned((n_tokens + kTokens - 1) / kTokens));
+  ffn_swiglu_kernel<T, kTokens><<<grid, kFfnRowsPerCta * kWarp, 0, stream>>>(
+      gate.data, up.data, gate.rows, gate.cols / 32, gate.row_bytes, xq, n_tokens, act, act_q8);
+}
+
+template <GgmlType T>
+void launch_ffn_type(const DeviceWeight& gate, const DeviceWeight& up, const BlockQ8* xq,
+                     int n_tokens, float* act, BlockQ8* act_q8, cudaStream_t stream) {
+  if (n_tokens == 1)
+    launch_ffn_tokens<T, 1>(gate, up, xq, n_tokens, act, act_q8, stream);
+  else if (n_tokens <= 4)
+    launch_ffn_tokens<T, 4>(gate, up, xq, n_tokens, act, act_q8, stream);
+  else
+    launch_ffn_tokens<T, 8>(gate, up, xq, n_tokens, act, act_q8, stream);
 }
 
 // ---- embedding ------------------------------------------------------------------------
@@ -253,20 +384,13 @@ __global__ void embed_kernel(GgmlType type, const uint8_t* table, size_t row_byt
 
 constexpr int kNormThreads = 256;
 
-__global__ void add_rmsnorm_kernel(float* x, const float* residual, const float* weight,
-                                   float eps, int n, const int32_t* gather, float* out) {
+__global__ void rmsnorm_kernel(const float* x, const float* weight, float eps, int n,
+                               const int32_t* gather, float* out, BlockQ8* out_q8) {
   const int i = blockIdx.x;
   const int64_t src = gather ? gather[i] : i;
-  float* xr = x + src * n;
+  const float* xr = x + src * n;
   float sum = 0.0f;
-  for (int c = threadIdx.x; c < n; c += blockDim.x) {
-    float v = xr[c];
-    if (residual) {
-      v += residual[src * n + c];
-      xr[c] = v;
-    }
-    sum += v * v;
-  }
+  for (int c = threadIdx.x; c < n; c += blockDim.x) sum += xr[c] * xr[c];
   __shared__ float partial[kNormThreads / kWarp];
   sum = warp_sum(sum);
   if (threadIdx.x % kWarp == 0) partial[threadIdx.x / kWarp] = sum;
@@ -274,8 +398,18 @@ __global__ void add_rmsnorm_kernel(float* x, const float* residual, const float*
   float total = 0.0f;
   for (int w = 0; w < kNormThreads / kWarp; ++w) total += partial[w];
   const float scale = 1.0f / sqrtf(total / float(n) + eps);
-  for (int c = threadIdx.x; c < n; c += blockDim.x)
-    out[int64_t(i) * n + c] = xr[c] * scale * weight[c];
+  float* row = out + int64_t(i) * n;
+  if (!out_q8) {
+    for (int c = threadIdx.x; c < n; c += blockDim.x) row[c] = xr[c] * scale * weight[c];
+    return;
+  }
+  const int lane = threadIdx.x % kWarp;
+  for (int b = threadIdx.x / kWarp; b < n / 32; b += kNormThreads / kWarp) {
+    const int c = b * 32 + lane;
+    const float v = xr[c] * scale * weight[c];
+    row[c] = v;
+    quantize_block(v, out_q8[int64_t(i) * (n / 32) + b], lane);
+  }
 }
 
 __global__ void rope_angles_kernel(const int32_t* pos, int head_dim, float freq_base,
@@ -346,23 +480,23 @@ __global__ void qkv_finish_kernel(float* q, float* k, float* v, const float* bq,
 
 constexpr int kAttentionWarps = 4;
 
-// One warp per (token, query head). Positions go in windows of 32, one per lane for the
-// scores; each lane then accumulates its share of the output dimensions (online softmax).
-__global__ void attention_kernel(const float* q, int n_tokens, int n_head, float scale,
-                                 DeviceKv kv, int layer, DeviceTokens tokens, float* out) {
-  __shared__ float q_shared[kAttentionWarps][kMaxHeadDim];
+// One CTA per (token, query head); warp w takes the windows of 32 positions w, w + 4, ...:
+// one position per lane for the scores, then each lane accumulates its share of the output
+// dimensions (online softmax). The warps' partial results merge in shared memory.
+__global__ void attention_kernel(const float* q, int n_head, float scale, DeviceKv kv,
+                                 int layer, DeviceTokens tokens, float* out, BlockQ8* out_q8) {
+  __shared__ float q_shared[kMaxHeadDim];
+  __shared__ float part_max[kAttentionWarps], part_sum[kAttentionWarps];
+  __shared__ float part_acc[kAttentionWarps][kMaxHeadDim];
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  const int64_t item = int64_t(blockIdx.x) * kAttentionWarps + warp;
-  if (item >= int64_t(n_tokens) * n_head) return;
-  const int t = int(item / n_head);
-  const int head = int(item % n_head);
+  const int t = int(blockIdx.x / unsigned(n_head));
+  const int head = int(blockIdx.x % unsigned(n_head));
   const int d = kv.head_dim;
   const int kv_head = head / (n_head / kv.n_head_kv);
   const int64_t at = int64_t(t) * n_head * d + int64_t(head) * d;
-  float* qs = q_shared[warp];
-  for (int i = lane; i < d; i += kWarp) qs[i] = q[at + i];
-  __syncwarp();
+  for (int i = threadIdx.x; i < d; i += blockDim.x) q_shared[i] = q[at + i];
+  __syncthreads();
 
   const int32_t last = tokens.pos[t];
   const int32_t* table = tokens.tables + tokens.table_offset[t];
@@ -372,14 +506,18 @@ __global__ void attention_kernel(const float* q, int n_tokens, int n_head, float
   for (int j = 0; j < kDimsPerLane; ++j) acc[j] = 0.0f;
   float running_max = -INFINITY, running_sum = 0.0f;
 
-  for (int32_t p0 = 0; p0 <= last; p0 += kWarp) {
+  for (int32_t p0 = warp * kWarp; p0 <= last; p0 += kWarp * kAttentionWarps) {
     const int32_t p = p0 + lane;
     float score = -INFINITY;
     if (p <= last) {
-      const uint16_t* krow =
-          kv_rows(kv, layer, table[p / kv.block_tokens], 0, kv_head) + (p % kv.block_tokens) * d;
+      const __half2* krow = reinterpret_cast<const __half2*>(
+          kv_rows(kv, layer, table[p / kv.block_tokens], 0, kv_head) + (p % kv.block_tokens) * d);
       float dot = 0.0f;
-      for (int i = 0; i < d; ++i) dot += qs[i] * half_bits_to_float(krow[i]);
+      for (int i = 0; i < d / 2; ++i) {
+        const float2 k2 = __half22float2(krow[i]);
+        dot += q_shared[2 * i] * k2.x;
+        dot += q_shared[2 * i + 1] * k2.y;
+      }
       score = dot * scale;
     }
     const float new_max = fmaxf(running_max, warp_max(score));
@@ -405,7 +543,33 @@ __global__ void attention_kernel(const float* q, int n_tokens, int n_head, float
 #pragma unroll
   for (int j = 0; j < kDimsPerLane; ++j) {
     const int i = lane + j * kWarp;
-    if (i < d) out[at + i] = acc[j] / running_sum;
+    if (i < d) part_acc[warp][i] = acc[j];
+  }
+  if (lane == 0) {
+    part_max[warp] = running_max;
+    part_sum[warp] = running_sum;
+  }
+  __syncthreads();
+  if (warp != 0) return;
+  float top = -INFINITY;
+  for (int w = 0; w < kAttentionWarps; ++w) top = fmaxf(top, part_max[w]);
+  float factor[kAttentionWarps];
+  float total = 0.0f;
+  for (int w = 0; w < kAttentionWarps; ++w) {
+    factor[w] = part_sum[w] > 0.0f ? expf(part_max[w] - top) : 0.0f;
+    total += part_sum[w] * factor[w];
+  }
+  const int q_blocks = n_head * d / 32;
+#pragma unroll
+  for (int j = 0; j < kDimsPerLane; ++j) {
+    const int i = lane + j * kWarp;
+    if (j * kWarp >= d) break;  // uniform across the warp
+    float v = 0.0f;
+    for (int w = 0; w < kAttentionWarps; ++w)
+      if (i < d) v += part_acc[w][i] * factor[w];
+    v /= total;
+    if (i < d) out[at + i] = v;
+    if (out_q8) quantize_block(v, out_q8[int64_t(t) * q_blocks + (head * d) / 32 + j], lane);
   }
 }
 
@@ -442,17 +606,52 @@ void quantize_q8(const float* x, int rows, int cols, BlockQ8* out, cudaStream_t 
 }
 
 void matmul(const DeviceWeight& w, const float* x, const BlockQ8* xq, int n_tokens, float* out,
-            int64_t out_stride, cudaStream_t stream) {
-  switch (w.type) {
-    case GgmlType::Q4_0: return launch_matmul_type<GgmlType::Q4_0>(w, x, xq, n_tokens, out, out_stride, stream);
-    case GgmlType::Q4_1: return launch_matmul_type<GgmlType::Q4_1>(w, x, xq, n_tokens, out, out_stride, stream);
-    case GgmlType::Q8_0: return launch_matmul_type<GgmlType::Q8_0>(w, x, xq, n_tokens, out, out_stride, stream);
-    case GgmlType::F32: return launch_matmul_type<GgmlType::F32>(w, x, xq, n_tokens, out, out_stride, stream);
-    case GgmlType::F16: return launch_matmul_type<GgmlType::F16>(w, x, xq, n_tokens, out, out_stride, stream);
-    case GgmlType::BF16: return launch_matmul_type<GgmlType::BF16>(w, x, xq, n_tokens, out, out_stride, stream);
-    default:
-      throw std::invalid_argument("cuda matmul: weight type " +
-                                  std::string(traits_of(w.type).name) + " is not supported");
+            int64_t out_stride, cudaStream_t stream, bool accumulate) {
+  MatmulTargets targets{};
+  targets.w[0] = w.data;
+  targets.rows[0] = w.rows;
+  targets.out[0] = out;
+  targets.out_stride[0] = out_stride;
+  targets.n_parts = 1;
+  targets.total_rows = w.rows;
+  launch_matmul(w.type, targets, w.cols, w.row_bytes, x, xq, n_tokens, accumulate, stream);
+}
+
+void matmul_parts(std::span<const DeviceWeight> w, std::span<float* const> out,
+                  std::span<const int64_t> out_stride, const float* x, const BlockQ8* xq,
+                  int n_tokens, cudaStream_t stream) {
+  if (w.empty() || w.size() > size_t(kMaxMatmulParts) || out.size() != w.size() ||
+      out_stride.size() != w.size())
+    throw std::invalid_argument("cuda matmul_parts: 1 to " + std::to_string(kMaxMatmulParts) +
+                                " weights, each with an output and a stride");
+  MatmulTargets targets{};
+  for (size_t p = 0; p < w.size(); ++p) {
+    if (w[p].type != w[0].type || w[p].cols != w[0].cols)
+      throw std::invalid_argument("cuda matmul_parts: the weights differ in type or row length");
+    targets.w[p] = w[p].data;
+    targets.rows[p] = w[p].rows;
+    targets.out[p] = out[p];
+    targets.out_stride[p] = out_stride[p];
+    targets.total_rows += w[p].rows;
+  }
+  targets.n_parts = int(w.size());
+  launch_matmul(w[0].type, targets, w[0].cols, w[0].row_bytes, x, xq, n_tokens, false, stream);
+}
+
+bool ffn_swiglu_supported(const DeviceWeight& gate, const DeviceWeight& up) {
+  return gate.type == up.type && uses_q8(gate.type) && gate.rows == up.rows &&
+         gate.cols == up.cols && gate.rows % kFfnRowsPerCta == 0;
+}
+
+void ffn_swiglu(const DeviceWeight& gate, const DeviceWeight& up, const BlockQ8* xq,
+                int n_tokens, float* act, BlockQ8* act_q8, cudaStream_t stream) {
+  if (!ffn_swiglu_supported(gate, up))
+    throw std::invalid_argument("cuda ffn_swiglu: gate and up need one Q4_0/Q4_1/Q8_0 type, one "
+                                "shape and rows a multiple of 32");
+  switch (gate.type) {
+    case GgmlType::Q4_0: return launch_ffn_type<GgmlType::Q4_0>(gate, up, xq, n_tokens, act, act_q8, stream);
+    case GgmlType::Q4_1: return launch_ffn_type<GgmlType::Q4_1>(gate, up, xq, n_tokens, act, act_q8, stream);
+    default: return launch_ffn_type<GgmlType::Q8_0>(gate, up, xq, n_tokens, act, act_q8, stream);
   }
 }
 
@@ -465,10 +664,11 @@ void embed(const DeviceWeight& table, const int32_t* ids, int n_tokens, float* o
                                              table.cols, ids, out);
 }
 
-void add_rmsnorm(float* x, const float* residual, const float* weight, float eps, int n,
-                 int n_rows, const int32_t* gather, float* out, cudaStream_t stream) {
-  add_rmsnorm_kernel<<<n_rows, kNormThreads, 0, stream>>>(x, residual, weight, eps, n, gather,
-                                                          out);
+void rmsnorm(const float* x, const float* weight, float eps, int n, int n_rows,
+             const int32_t* gather, float* out, BlockQ8* out_q8, cudaStream_t stream) {
+  if (out_q8 && n % 32 != 0)
+    throw std::invalid_argument("cuda rmsnorm: Q8 output needs a row length divisible by 32");
+  rmsnorm_kernel<<<n_rows, kNormThreads, 0, stream>>>(x, weight, eps, n, gather, out, out_q8);
 }
 
 void rope_angles(const int32_t* pos, int n_tokens, int head_dim, float freq_base, float* cos,
@@ -484,10 +684,12 @@ void qkv_finish(float* q, float* k, float* v, const float* bq, const float* bk, 
 }
 
 void attention(const float* q, int n_tokens, int n_head, float scale, const DeviceKv& kv,
-               int layer, const DeviceTokens& tokens, float* out, cudaStream_t stream) {
-  const int64_t items = int64_t(n_tokens) * n_head;
-  attention_kernel<<<blocks_for(items, kAttentionWarps), kAttentionWarps * kWarp, 0, stream>>>(
-      q, n_tokens, n_head, scale, kv, layer, tokens, out);
+               int layer, const DeviceTokens& tokens, float* out, BlockQ8* out_q8,
+               cudaStream_t stream) {
+  if (out_q8 && kv.head_dim % 32 != 0)
+    throw std::invalid_argument("cuda attention: Q8 output needs head_dim divisible by 32");
+  attention_kernel<<<unsigned(n_tokens * n_head), kAttentionWarps * kWarp, 0, stream>>>(
+      q, n_head, scale, kv, layer, tokens, out, out_q8);
 }
 
 void swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream) {

@@ -63,6 +63,7 @@ TEST(CudaBackend, MemoryAndGraphSwitchAnswerOnlyForCudaBackends) {
   const auto cpu = make_backend(model.desc, o);
   EXPECT_FALSE(gpu_memory_in_use(*cpu).has_value());
   EXPECT_FALSE(set_cuda_graphs(*cpu, false));
+  EXPECT_FALSE(cuda_graph_kernels(*cpu).has_value());
 }
 
 #ifdef TROUPE_HAVE_CUDA

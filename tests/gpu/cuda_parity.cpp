@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -146,21 +148,112 @@ std::vector<Check> check_embed() {
   return checks;
 }
 
-Check check_rmsnorm() {
+// The GPU's Q8 blocks of its own values are exactly quantize_row_q8 of them.
+size_t q8_mismatches(const std::vector<float>& values, const std::vector<BlockQ8>& gpu, int n) {
+  std::vector<BlockQ8> cpu(gpu.size());
+  for (size_t r = 0; r < values.size() / size_t(n); ++r)
+    quantize_row_q8(values.data() + r * n, cpu.data() + r * (n / 32), n);
+  size_t mismatches = 0;
+  for (size_t b = 0; b < cpu.size(); ++b) {
+    bool same = gpu[b].d == cpu[b].d && gpu[b].s == cpu[b].s;
+    for (int i = 0; i < 32; ++i) same = same && gpu[b].qs[i] == cpu[b].qs[i];
+    mismatches += !same;
+  }
+  return mismatches;
+}
+
+Check q8_verdict(std::string name, const std::vector<float>& values,
+                 const std::vector<BlockQ8>& gpu, int n) {
+  const size_t bad = q8_mismatches(values, gpu, n);
+  return {std::move(name), bad == 0 && !gpu.empty(),
+          fmt("%.0f of %.0f blocks differ from quantize_row_q8 of the kernel's own values",
+              double(bad), double(gpu.size()))};
+}
+
+std::vector<Check> check_rmsnorm() {
   Random rng(14);
   const int rows = 5, n = 576;
   const std::vector<float> x = rng.normals(size_t(rows) * n, 2.0f);
-  const std::vector<float> residual = rng.normals(size_t(rows) * n);
   std::vector<float> weight = rng.normals(n, 0.1f);
   for (float& w : weight) w += 1.0f;
-  std::vector<float> cpu(x.size()), sum = x;
-  for (int r = 0; r < rows; ++r) {
-    add_into(sum.data() + r * n, residual.data() + r * n, n);
-    rmsnorm(sum.data() + r * n, weight.data(), 1e-5f, n, cpu.data() + r * n);
+  std::vector<float> cpu(x.size());
+  for (int r = 0; r < rows; ++r) rmsnorm(x.data() + r * n, weight.data(), 1e-5f, n, cpu.data() + r * n);
+  const cuda_check::WithQ8 gpu = cuda_check::rmsnorm(x, weight, 1e-5f, rows, n);
+  return {verdict("kernel rmsnorm", compare(gpu.values, cpu), kKernelTolerance),
+          q8_verdict("kernel rmsnorm Q8 output (exact)", gpu.values, gpu.q8, n)};
+}
+
+std::vector<float> cpu_matmul(GgmlType type, const std::vector<uint8_t>& w, int64_t rows,
+                              int64_t cols, const std::vector<float>& x, int n_tokens) {
+  const WeightView view{type, w.data(), rows, cols, size_t(ggml_row_bytes(type, cols))};
+  std::vector<BlockQ8> xq(size_t(n_tokens * cols / 32));
+  for (int t = 0; t < n_tokens; ++t)
+    quantize_row_q8(x.data() + t * cols, xq.data() + t * cols / 32, cols);
+  std::vector<float> out(size_t(n_tokens * rows));
+  matmul(view, x.data(), xq.data(), n_tokens, out.data(), rows, 0, rows);
+  return out;
+}
+
+std::string shape_name(int64_t cols, int64_t rows, int n_tokens) {
+  return std::to_string(cols) + "->" + std::to_string(rows) + " x " + std::to_string(n_tokens) +
+         (n_tokens == 1 ? " token" : " tokens");
+}
+
+// SmolLM2-135M's projections in Q4_1, at 1 and 8 tokens: q/k/v (576->576, 576->192 twice,
+// in one matmul_parts launch), wo and down with the residual add (576->576, 1536->576),
+// gate/up + SwiGLU + Q8 (576->1536), the output (576->49152).
+std::vector<Check> check_smollm_shapes() {
+  std::vector<Check> checks;
+  const GgmlType type = GgmlType::Q4_1;
+  Random rng(18);
+  auto weight = [&](int64_t rows, int64_t cols) {
+    return quantize(type, rng.normals(size_t(rows * cols), 1.0f / std::sqrt(float(cols))));
+  };
+  const std::vector<uint8_t> wq = weight(576, 576), wk = weight(192, 576), wv = weight(192, 576);
+  const std::vector<uint8_t> wo = weight(576, 576), gate = weight(1536, 576),
+                             up = weight(1536, 576), down = weight(576, 1536),
+                             output = weight(49152, 576);
+  for (int n_tokens : {1, 8}) {
+    const std::vector<float> x = rng.normals(size_t(n_tokens) * 576);
+    const std::vector<uint8_t> qkv[] = {wq, wk, wv};
+    const int64_t qkv_rows[] = {576, 192, 192};
+    const auto parts = cuda_check::matmul_parts(type, qkv, qkv_rows, 576, x, n_tokens);
+    const char* part_names[] = {"q", "k", "v"};
+    for (int p = 0; p < 3; ++p)
+      checks.push_back(verdict("kernel matmul_parts Q4_1 " + std::string(part_names[p]) + " " +
+                                   shape_name(576, qkv_rows[p], n_tokens),
+                               compare(parts[size_t(p)],
+                                       cpu_matmul(type, qkv[p], qkv_rows[p], 576, x, n_tokens)),
+                               kKernelTolerance));
+
+    for (const auto& [w, cols] : {std::pair{&wo, int64_t(576)}, std::pair{&down, int64_t(1536)}}) {
+      const std::vector<float> in = rng.normals(size_t(n_tokens * cols));
+      const std::vector<float> residual = rng.normals(size_t(n_tokens) * 576, 4.0f);
+      std::vector<float> cpu = cpu_matmul(type, *w, 576, cols, in, n_tokens);
+      for (size_t i = 0; i < cpu.size(); ++i) cpu[i] = residual[i] + cpu[i];
+      checks.push_back(verdict("kernel matmul+residual Q4_1 " + shape_name(cols, 576, n_tokens),
+                               compare(cuda_check::matmul_add(type, *w, 576, cols, in, n_tokens,
+                                                              residual),
+                                       cpu),
+                               kKernelTolerance));
+    }
+
+    std::vector<float> g = cpu_matmul(type, gate, 1536, 576, x, n_tokens);
+    const std::vector<float> u = cpu_matmul(type, up, 1536, 576, x, n_tokens);
+    swiglu(g.data(), u.data(), int(g.size()), g.data());
+    const cuda_check::WithQ8 ffn = cuda_check::ffn_swiglu(type, gate, up, 1536, 576, x, n_tokens);
+    checks.push_back(verdict("kernel ffn_swiglu Q4_1 " + shape_name(576, 1536, n_tokens),
+                             compare(ffn.values, g), kKernelTolerance));
+    checks.push_back(q8_verdict("kernel ffn_swiglu Q8 output (exact) " +
+                                    shape_name(576, 1536, n_tokens),
+                                ffn.values, ffn.q8, 1536));
+
+    checks.push_back(verdict("kernel matmul Q4_1 " + shape_name(576, 49152, n_tokens),
+                             compare(cuda_check::matmul(type, output, 49152, 576, x, n_tokens),
+                                     cpu_matmul(type, output, 49152, 576, x, n_tokens)),
+                             kKernelTolerance));
   }
-  return verdict("kernel add_rmsnorm",
-                 compare(cuda_check::add_rmsnorm(x, residual, weight, 1e-5f, rows, n), cpu),
-                 kKernelTolerance);
+  return checks;
 }
 
 Check check_swiglu() {
@@ -227,15 +320,18 @@ std::vector<Check> check_qkv_finish() {
 }
 
 // A decode query (one token at the last position) and a prefill chunk of 24 tokens, over 100
-// cached positions in shuffled blocks, for head_dim 64 (9 heads / 3 kv heads) and 16.
+// cached positions in shuffled blocks, for head_dim 64 (9 heads / 3 kv heads) and 16; and
+// SmolLM2's attention (head_dim 64, 9/3 heads) over a 128-token context. Where head_dim is a
+// multiple of 32, the kernel's Q8 output must be exact.
 std::vector<Check> check_attention() {
   std::vector<Check> checks;
-  for (const auto& [head_dim, n_head, n_head_kv] :
-       {std::tuple{64, 9, 3}, std::tuple{16, 4, 2}, std::tuple{128, 4, 1}}) {
+  for (const auto& [head_dim, n_head, n_head_kv, positions] :
+       {std::tuple{64, 9, 3, 100}, std::tuple{16, 4, 2, 100}, std::tuple{128, 4, 1, 100},
+        std::tuple{64, 9, 3, 128}}) {
     Random rng(17);
     const KvShape shape{2, n_head_kv, head_dim, 16};
-    const int positions = 100, layer = 1;
-    const std::vector<int32_t> table = {6, 1, 4, 0, 7, 2, 5};
+    const int layer = 1;
+    const std::vector<int32_t> table = {6, 1, 4, 0, 7, 2, 5, 3};
     KvPool pool(shape, 8);
     for (int p = 0; p < positions; ++p) {
       const std::vector<float> k = rng.normals(size_t(n_head_kv * head_dim), 1.5f);
@@ -254,12 +350,15 @@ std::vector<Check> check_attention() {
                size_t(q_dim), scale, cpu.data() + h * group * head_dim, scratch.data());
       std::vector<int32_t> pos(static_cast<size_t>(n_tokens));
       std::iota(pos.begin(), pos.end(), first);
-      const std::vector<float> gpu =
+      const cuda_check::WithQ8 gpu =
           cuda_check::attention(pool, layer, table, pos, q, n_head, scale);
-      checks.push_back(verdict("kernel attention head_dim " + std::to_string(head_dim) + ", " +
-                                   std::to_string(n_head) + "/" + std::to_string(n_head_kv) +
-                                   " heads, " + std::to_string(n_tokens) + " tokens",
-                               compare(gpu, cpu), kKernelTolerance));
+      const std::string name = "kernel attention head_dim " + std::to_string(head_dim) + ", " +
+                               std::to_string(n_head) + "/" + std::to_string(n_head_kv) +
+                               " heads, " + std::to_string(n_tokens) + " tokens at " +
+                               std::to_string(first) + ".." + std::to_string(positions - 1);
+      checks.push_back(verdict(name, compare(gpu.values, cpu), kKernelTolerance));
+      if (head_dim % 32 == 0)
+        checks.push_back(q8_verdict(name + ", Q8 output (exact)", gpu.values, gpu.q8, q_dim));
     }
   }
   return checks;
@@ -308,36 +407,111 @@ class Lockstep {
   std::vector<std::unique_ptr<Backend>> backends_;
 };
 
+// One backend's logits against the cpu's over a run: the largest difference, the pooled
+// relative RMS error sqrt(sum (b - cpu)^2 / sum cpu^2) and greedy agreement.
 struct LogitStats {
   Difference worst;
+  double squared_error = 0, squared_cpu = 0;
   int steps = 0, greedy_equal = 0, near_ties = 0, hard_mismatches = 0;
-  bool all_within = true;
 
-  void add(const float* gpu, const float* cpu, int n_vocab) {
-    const Difference d = compare(std::vector<float>(gpu, gpu + n_vocab),
+  void add(const float* other, const float* cpu, int n_vocab) {
+    const Difference d = compare(std::vector<float>(other, other + n_vocab),
                                  std::vector<float>(cpu, cpu + n_vocab));
-    all_within = all_within && d.within(kLogitTolerance);
-    if (d.max_diff > worst.max_diff || steps == 0) worst.max_diff = d.max_diff;
+    worst.max_diff = std::max(worst.max_diff, d.max_diff);
     worst.scale = std::max(worst.scale, d.scale);
+    for (int i = 0; i < n_vocab; ++i) {
+      const double e = double(other[i]) - double(cpu[i]);
+      squared_error += std::isnan(e) ? INFINITY : e * e;
+      squared_cpu += double(cpu[i]) * double(cpu[i]);
+    }
     ++steps;
-    const int cpu_best = argmax(cpu, n_vocab), gpu_best = argmax(gpu, n_vocab);
-    if (cpu_best == gpu_best) {
+    const int cpu_best = argmax(cpu, n_vocab), other_best = argmax(other, n_vocab);
+    if (cpu_best == other_best) {
       ++greedy_equal;
-    } else if (cpu[cpu_best] - cpu[gpu_best] <=
+    } else if (cpu[cpu_best] - cpu[other_best] <=
                2.0 * kLogitTolerance * std::max(1.0, d.scale)) {
       ++near_ties;
     } else {
       ++hard_mismatches;
     }
   }
-  std::string detail() const {
-    return fmt("max |gpu - cpu| %.3g (max |cpu| %.3g), tolerance %.0e x max(1, max|cpu|); ",
-               worst.max_diff, worst.scale, kLogitTolerance) +
-           fmt("greedy equal %.0f of %.0f steps, near-ties %.0f", greedy_equal, steps,
-               near_ties) +
-           fmt(", hard mismatches %.0f", hard_mismatches);
+  double relative_rms() const {
+    return squared_cpu > 0 ? std::sqrt(squared_error / squared_cpu) : INFINITY;
   }
-  bool passed() const { return all_within && hard_mismatches == 0 && steps > 0; }
+};
+
+// The whole-model criterion. A step's logits pass through ~4 Q8 quantizations per layer; when
+// an input differs in its last bit (any change of float summation order does that), a value
+// near a rounding boundary flips to the next Q8 step, and that difference travels through the
+// remaining layers and the KV cache. The cpu backend itself moves by as much when only its
+// norm weights move by one ulp. The depth probe prints both (H200, SmolLM2-shaped random Q4_1
+// model, 24 decode steps): the cpu's own relative RMS change is 0.3% at 1 layer, 1.0% at 2,
+// 1.6% at 4, 1.75% at 8 and 1.94% at 16 and 30 layers (saturating, not compounding), and the
+// cuda backend's error is 0.99-1.26x that at every depth; max |difference| ~1.1-1.3 on logits
+// of ~60, which is what the former bound (2% of max|logit|) failed on. So: the cuda backend's
+// pooled relative RMS error must be within 3x that self-sensitivity, measured on the same
+// model and steps (3x: the GPU changes the order of every sum, not only the norm weights'
+// last bit), and never below a floor:
+// 1e-3 for models without Q8 activations (pure float rounding; those differ by ~1e-5) and
+// 1e-2 with them (one flipped Q8 step moves a layer's input by ~1/127 of its block's largest
+// value). A real bug (a wrong index, a missing bias, a skipped position) moves the logits by
+// 10% or more. Greedy tokens must agree except near-ties (the cpu's top two closer than
+// 2 x kLogitTolerance x max|logit|), which are counted and reported.
+struct Criterion {
+  double bound = 0;
+  bool passed = false;
+  std::string detail;
+};
+Criterion judge(const LogitStats& cuda, const LogitStats& cpu_nudged, bool q8_activations) {
+  Criterion c;
+  const double floor = q8_activations ? 1e-2 : 1e-3;
+  c.bound = std::max(floor, 3.0 * cpu_nudged.relative_rms());
+  c.passed = cuda.steps > 0 && cuda.relative_rms() <= c.bound && cuda.hard_mismatches == 0;
+  c.detail = fmt("relative RMS %.3g (bound %.3g = max(%.0e, 3 x the cpu's one-ulp change ", 
+                 cuda.relative_rms(), c.bound, floor) +
+             fmt("%.3g)); max |gpu - cpu| %.3g (max |cpu| %.3g); ", cpu_nudged.relative_rms(),
+                 cuda.worst.max_diff, cuda.worst.scale) +
+             fmt("greedy equal %.0f of %.0f steps, near-ties %.0f", cuda.greedy_equal, cuda.steps,
+                 cuda.near_ties) +
+             fmt(", hard mismatches %.0f", cuda.hard_mismatches);
+  return c;
+}
+
+bool uses_q8_activations(const ModelDesc& d) {
+  bool any = matmul_uses_q8(d.output->type);
+  for (const LayerTensors& l : d.layers)
+    for (const GgufTensor* t : {l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down})
+      any = any || matmul_uses_q8(t->type);
+  return any;
+}
+
+// The model with every norm weight moved up by one ulp (the cpu's self-sensitivity probe).
+// Owns the moved copies; the other tensors stay those of `desc`, which must outlive it.
+class NudgedModel {
+ public:
+  explicit NudgedModel(const ModelDesc& desc) : desc_(desc) {
+    for (LayerTensors& l : desc_.layers) {
+      l.attn_norm = nudge(*l.attn_norm);
+      l.ffn_norm = nudge(*l.ffn_norm);
+    }
+    desc_.output_norm = nudge(*desc_.output_norm);
+  }
+  NudgedModel(const NudgedModel&) = delete;
+  NudgedModel& operator=(const NudgedModel&) = delete;
+  const ModelDesc& desc() const { return desc_; }
+
+ private:
+  const GgufTensor* nudge(const GgufTensor& t) {
+    std::vector<float>& values = values_.emplace_back(size_t(t.n_elements));
+    std::memcpy(values.data(), t.data, values.size() * sizeof(float));
+    for (float& v : values) v = std::nextafter(v, INFINITY);
+    GgufTensor& copy = tensors_.emplace_back(t);
+    copy.data = reinterpret_cast<const uint8_t*>(values.data());
+    return &copy;
+  }
+  ModelDesc desc_;
+  std::deque<std::vector<float>> values_;
+  std::deque<GgufTensor> tensors_;
 };
 
 std::vector<int32_t> prompt_tokens(int n, uint32_t n_vocab, uint64_t seed) {
@@ -348,23 +522,27 @@ std::vector<int32_t> prompt_tokens(int n, uint32_t n_vocab, uint64_t seed) {
 }
 
 // One sequence: chunked prefill, then greedy decode fed with the cpu's tokens. Backends:
-// cpu, cuda with graphs, cuda without graphs.
-std::vector<Check> single_sequence(const std::string& label, const ModelDesc& desc,
-                                   const ModelParityOptions& o) {
+// cpu, cuda with graphs, cuda without graphs, cpu on the nudged model.
+struct SingleRun {
+  LogitStats prefill, decode, prefill_nudged, decode_nudged;
+  bool graphs_identical = true;
+};
+SingleRun run_single(const ModelDesc& desc, const ModelParityOptions& o) {
   const int total = o.prompt_tokens + o.steps + 1;
   const int64_t blocks = (total + 15) / 16 + 1;
   const int max_tokens = std::max(o.prefill_chunk, 8);
+  const NudgedModel nudged(desc);
   std::vector<std::unique_ptr<Backend>> backends;
   backends.push_back(make_backend(desc, backend_options("cpu", max_tokens, blocks)));
   backends.push_back(make_cuda_backend(desc, backend_options("cuda", max_tokens, blocks), {0, true}));
   backends.push_back(make_cuda_backend(desc, backend_options("cuda", max_tokens, blocks), {0, false}));
+  backends.push_back(make_backend(nudged.desc(), backend_options("cpu", max_tokens, blocks)));
   Lockstep lockstep(desc, std::move(backends));
 
   Sequence seq{prompt_tokens(o.prompt_tokens, desc.n_vocab, 21), {}};
   for (int b = 0; b < blocks; ++b) seq.table.push_back(int32_t(blocks - 1 - b));
   const int n_vocab = int(desc.n_vocab);
-  LogitStats prefill, decode;
-  bool graphs_identical = true;
+  SingleRun run;
   int n_past = 0;
   while (n_past < o.prompt_tokens) {
     const int n = std::min(o.prefill_chunk, o.prompt_tokens - n_past);
@@ -374,26 +552,37 @@ std::vector<Check> single_sequence(const std::string& label, const ModelDesc& de
     const auto logits = lockstep.step({step});
     n_past += n;
     if (!last) continue;
-    prefill.add(logits[1].data(), logits[0].data(), n_vocab);
-    graphs_identical = graphs_identical && logits[1] == logits[2];
+    run.prefill.add(logits[1].data(), logits[0].data(), n_vocab);
+    run.prefill_nudged.add(logits[3].data(), logits[0].data(), n_vocab);
+    run.graphs_identical = run.graphs_identical && logits[1] == logits[2];
     seq.tokens.push_back(argmax(logits[0].data(), n_vocab));
   }
   for (int s = 0; s < o.steps; ++s) {
     const SeqStep step{1, std::span(seq.tokens).subspan(size_t(n_past), 1), n_past, seq.table,
                        true};
     const auto logits = lockstep.step({step});
-    decode.add(logits[1].data(), logits[0].data(), n_vocab);
-    graphs_identical = graphs_identical && logits[1] == logits[2];
+    run.decode.add(logits[1].data(), logits[0].data(), n_vocab);
+    run.decode_nudged.add(logits[3].data(), logits[0].data(), n_vocab);
+    run.graphs_identical = run.graphs_identical && logits[1] == logits[2];
     seq.tokens.push_back(argmax(logits[0].data(), n_vocab));
     ++n_past;
   }
+  return run;
+}
+
+std::vector<Check> single_sequence(const std::string& label, const ModelDesc& desc,
+                                   const ModelParityOptions& o) {
+  const SingleRun run = run_single(desc, o);
+  const bool q8 = uses_q8_activations(desc);
+  const Criterion prefill = judge(run.prefill, run.prefill_nudged, q8);
+  const Criterion decode = judge(run.decode, run.decode_nudged, q8);
   return {
       {label + ": prefill logits (chunks of " + std::to_string(o.prefill_chunk) + ")",
-       prefill.passed(), prefill.detail()},
-      {label + ": " + std::to_string(o.steps) + " greedy decode steps", decode.passed(),
-       decode.detail()},
-      {label + ": decode with CUDA graphs == without (bit-identical)", graphs_identical,
-       graphs_identical ? "every step's logits identical" : "logits differ"},
+       prefill.passed, prefill.detail},
+      {label + ": " + std::to_string(o.steps) + " greedy decode steps", decode.passed,
+       decode.detail},
+      {label + ": decode with CUDA graphs == without (bit-identical)", run.graphs_identical,
+       run.graphs_identical ? "every step's logits identical" : "logits differ"},
   };
 }
 
@@ -404,9 +593,11 @@ Check batched(const std::string& label, const ModelDesc& desc, const ModelParity
   const int per_seq_blocks = (prompt + steps + 1 + 15) / 16;
   const int64_t blocks = int64_t(n_seq) * per_seq_blocks;
   const int max_tokens = n_seq * prompt;
+  const NudgedModel nudged(desc);
   std::vector<std::unique_ptr<Backend>> backends;
   backends.push_back(make_backend(desc, backend_options("cpu", max_tokens, blocks)));
   backends.push_back(make_cuda_backend(desc, backend_options("cuda", max_tokens, blocks)));
+  backends.push_back(make_backend(nudged.desc(), backend_options("cpu", max_tokens, blocks)));
   Lockstep lockstep(desc, std::move(backends));
   const int n_vocab = int(desc.n_vocab);
 
@@ -417,7 +608,7 @@ Check batched(const std::string& label, const ModelDesc& desc, const ModelParity
     for (int b = 0; b < per_seq_blocks; ++b)
       seqs[size_t(i)].table.push_back(int32_t(b * n_seq + i));  // interleaved blocks
   }
-  LogitStats stats;
+  LogitStats stats, stats_nudged;
   // Sequences 1.. prefill together first; sequence 0 joins with its prompt during their decode.
   auto run = [&](const std::vector<int>& members, bool prefill) {
     std::vector<SeqStep> batch;
@@ -432,6 +623,7 @@ Check batched(const std::string& label, const ModelDesc& desc, const ModelParity
     for (size_t j = 0; j < members.size(); ++j) {
       const int i = members[j];
       stats.add(logits[1].data() + j * n_vocab, logits[0].data() + j * n_vocab, n_vocab);
+      stats_nudged.add(logits[2].data() + j * n_vocab, logits[0].data() + j * n_vocab, n_vocab);
       n_past[size_t(i)] += int(batch[j].tokens.size());
       seqs[size_t(i)].tokens.push_back(argmax(logits[0].data() + j * n_vocab, n_vocab));
     }
@@ -441,8 +633,9 @@ Check batched(const std::string& label, const ModelDesc& desc, const ModelParity
   std::iota(all.begin(), all.end(), 0);
   run(others, true);
   for (int s = 0; s < steps - 1; ++s) run(all, false);
-  return {label + ": batch of " + std::to_string(n_seq) + " (a prefill among decodes)",
-          stats.passed(), stats.detail()};
+  const Criterion c = judge(stats, stats_nudged, uses_q8_activations(desc));
+  return {label + ": batch of " + std::to_string(n_seq) + " (a prefill among decodes)", c.passed,
+          c.detail};
 }
 
 // Shapes as SmolLM2-135M, weights random like the tiny models.
@@ -459,9 +652,9 @@ void add_random_q4_1(GgufWriter& w, const std::string& name, std::vector<uint64_
 
 std::vector<Check> kernel_checks() {
   std::vector<Check> checks = {check_quantize()};
-  for (auto* group : {&check_matmul, &check_embed, &check_qkv_finish, &check_attention})
+  for (auto* group : {&check_matmul, &check_embed, &check_qkv_finish, &check_attention,
+                      &check_rmsnorm, &check_smollm_shapes})
     for (Check& c : group()) checks.push_back(std::move(c));
-  checks.push_back(check_rmsnorm());
   checks.push_back(check_swiglu());
   return checks;
 }
@@ -471,6 +664,27 @@ std::vector<Check> model_checks(const std::string& label, const ModelDesc& desc,
   std::vector<Check> checks = single_sequence(label, desc, options);
   checks.push_back(batched(label, desc, options));
   return checks;
+}
+
+std::vector<std::string> depth_probe(const ModelDesc& desc, const ModelParityOptions& options) {
+  std::vector<std::string> lines;
+  for (uint32_t depth : {1u, 2u, 4u, 8u, 16u, 30u}) {
+    if (depth > desc.n_layer) break;
+    ModelDesc truncated = desc;
+    truncated.n_layer = depth;
+    truncated.layers.resize(depth);
+    const SingleRun run = run_single(truncated, options);
+    lines.push_back(
+        fmt("depth %2.0f layers: cuda vs cpu relative RMS %.3g, max |diff| %.3g (max |cpu| ",
+            depth, run.decode.relative_rms(), run.decode.worst.max_diff) +
+        fmt("%.3g), greedy equal %.0f of %.0f; ", run.decode.worst.scale,
+            run.decode.greedy_equal, run.decode.steps) +
+        fmt("cpu with norm weights +1 ulp vs cpu: relative RMS %.3g, max |diff| %.3g; ",
+            run.decode_nudged.relative_rms(), run.decode_nudged.worst.max_diff) +
+        fmt("ratio %.2f", run.decode.relative_rms() /
+                              std::max(1e-30, run.decode_nudged.relative_rms())));
+  }
+  return lines;
 }
 
 void write_smollm_shaped_model(const std::string& path) {

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -101,12 +102,16 @@ class Runner {
       backend_->step(steps, logits_.data());
     };
     run_step(0);  // warm-up: captures the graph of this shape the first time
+    if (graphs && !kernels_.count(batch))
+      if (auto n = cuda_graph_kernels(*backend_)) kernels_[batch] = *n;
     const auto start = Clock::now();
     for (int i = 1; i < o_.steps; ++i) run_step(i);
     return std::chrono::duration<double>(Clock::now() - start).count() / (o_.steps - 1);
   }
 
   Backend& backend() { return *backend_; }
+  // Kernels per decode step by batch size (the captured graph's nodes).
+  const std::map<int, int>& kernels() const { return kernels_; }
 
  private:
   const ModelDesc& desc_;
@@ -115,6 +120,7 @@ class Runner {
   std::unique_ptr<Backend> backend_;
   std::vector<std::vector<int32_t>> tokens_, tables_;
   std::vector<float> logits_;
+  std::map<int, int> kernels_;
 };
 
 // Seconds to copy `bytes` of logits device -> pinned host (the backend's copy-back), median of
@@ -206,6 +212,9 @@ int main(int argc, char** argv) {
       std::printf("logits copy-back, batch %d: %.2f MB in %.1f us (sampling stays on the CPU)\n",
                   b, bytes / 1e6, copy * 1e6);
     }
+    for (const auto& [batch, kernels] : runner.kernels())
+      std::printf("kernels per decode step, batch %d: %d (%.1f per layer)\n", batch, kernels,
+                  double(kernels) / desc.n_layer);
     const double with = median(contenders.front().step_seconds);
     const double without = median(contenders.back().step_seconds);
     if (contenders.front().batch == 1)
