@@ -4,7 +4,7 @@
 // to the scheduler carry the time they were sent, for its mailbox meter. Internal to actors/.
 //
 // Who sends what:
-//   request   -> scheduler  SubmitSeq (once), AckTokens, DropSeq (once)
+//   request   -> scheduler  SubmitSeq (once), AckTokens, ExpireSeq (once), DropSeq (once)
 //   scheduler -> worker     RunStep: at most one in flight per worker
 //   worker    -> scheduler  StepDone (high priority) or WorkerFailed: one per RunStep
 //   scheduler -> request    SeqAdmitted, SeqTokens (at most kTokenWindow unacknowledged),
@@ -13,7 +13,7 @@
 // What bounds each mailbox (CAF's are unbounded):
 //   worker     one RunStep (the scheduler's busy flag)
 //   scheduler  per worker one StepDone or WorkerFailed; per live request one SubmitSeq, one
-//              DropSeq and kTokenWindow / kTokenAckEvery AckTokens
+//              ExpireSeq, one DropSeq and kTokenWindow / kTokenAckEvery AckTokens
 //   request    kTokenWindow SeqTokens, one SeqAdmitted, one end, a cancel and its timer;
 //              tokens beyond the window wait in the scheduler's outbox of that sequence
 //              (at most its max_new_tokens)
@@ -55,8 +55,15 @@ struct AckTokens {
   EngineClock::time_point sent;
 };
 
-// The request ended on its side (stop string, cancel, deadline): forget the sequence.
+// The request ended on its side (stop string, cancel): forget the sequence.
 struct DropSeq {
+  uint64_t seq = 0;
+  EngineClock::time_point sent;
+};
+
+// The request's deadline passed: end the sequence, and answer SeqEnded (Deadline) once its
+// blocks are free.
+struct ExpireSeq {
   uint64_t seq = 0;
   EngineClock::time_point sent;
 };
@@ -110,6 +117,7 @@ struct RequestDeadline {};
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::SubmitSeq)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::AckTokens)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::DropSeq)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::ExpireSeq)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::RunStep)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::StepDone)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_msg::WorkerFailed)

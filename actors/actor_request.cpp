@@ -1,5 +1,6 @@
 #include "actors/actor_request.hpp"
 
+#include <chrono>
 #include <exception>
 #include <string>
 #include <utility>
@@ -31,6 +32,7 @@ struct RequestCore {
   std::unique_ptr<RequestFlow> flow;
   bool ended = false;
   bool submitted = false;
+  bool expiring = false;  // the deadline passed; the scheduler was asked to end it
   int32_t token_messages_unacked = 0;
 };
 
@@ -95,6 +97,23 @@ void on_ended(RequestSelf* self, const SeqEnded& ended) {
       finish(self, EndKind::Error, ended.error, ended.message);
       return;
   }
+}
+
+// The scheduler ends the sequence and answers once its blocks are free; should it not answer
+// within kExpireGrace, the request ends on its own.
+constexpr std::chrono::seconds kExpireGrace{1};
+
+void on_deadline(RequestSelf* self) {
+  RequestCore& core = *self->state.core;
+  if (core.submitted && !core.expiring) {
+    core.expiring = true;
+    caf::anon_send(core.setup.scheduler,
+                   ExpireSeq{core.setup.id, core.setup.scheduler_meter->sent()});
+    self->delayed_send(self, kExpireGrace, RequestDeadline{});
+    return;
+  }
+  finish(self, EndKind::Error, ErrorKind::Timeout,
+         "the request did not finish before its deadline");
 }
 
 std::string describe_exception(const std::exception_ptr& error) {
@@ -170,10 +189,7 @@ caf::behavior request_actor(RequestSelf* self, std::shared_ptr<RequestActorSetup
         finish(self, EndKind::Error, rejected.error, rejected.message, rejected.param);
       },
       [self](CancelRequest) { finish(self, EndKind::Cancelled); },
-      [self](RequestDeadline) {
-        finish(self, EndKind::Error, ErrorKind::Timeout,
-               "the request did not finish before its deadline");
-      },
+      [self](RequestDeadline) { on_deadline(self); },
   };
 }
 

@@ -3,9 +3,10 @@
 // ends the request at once), submits the sequence to the scheduler, feeds the tokens it
 // receives to the flow and pushes the chunks to the sink, acknowledges token messages (credit,
 // see actor_messages.hpp), and ends with exactly one on_end: finished (EOS, stop string,
-// max_tokens), cancelled (CancelRequest), timed out (its deadline, or the planner's), or an
-// error from the scheduler (rejected, worker failed). Ending on its own side it tells the
-// scheduler to drop the sequence. Should the actor die otherwise (an exception in a handler),
+// max_tokens), cancelled (CancelRequest), timed out (its deadline, or the planner's: the
+// scheduler ends the sequence and answers once its blocks are free, within a second or the
+// request ends on its own), or an error from the scheduler (rejected, worker failed). Ending
+// on its own side it tells the scheduler to drop the sequence. Should the actor die otherwise (an exception in a handler),
 // the request still ends (Internal) and leaves the registry.
 // Runs on the actor system's scheduler (the test coordinator in deterministic mode).
 

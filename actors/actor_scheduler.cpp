@@ -34,6 +34,7 @@ struct SeqEntry {
   int32_t unacked = 0;                  // SeqTokens messages sent and not acknowledged
   std::vector<SampledOutput> outbox;    // tokens waiting for credit
   std::optional<SeqEnded> end;          // sent after the outbox
+  bool end_when_freed = false;          // and only once the planner freed its blocks
 };
 
 struct WorkerSlot {
@@ -50,6 +51,7 @@ struct SchedulerState {
   std::shared_ptr<MailboxMeter> meter;
   std::shared_ptr<SchedulerSnapshot> snapshot;
   std::string broken;  // why the planner is unusable; empty while it is fine
+  std::vector<uint64_t> awaiting_free;  // ended (deadline), end sent once their blocks are free
 };
 
 using SchedulerSelf = caf::stateful_actor<SchedulerState>;
@@ -81,17 +83,37 @@ void flush(SchedulerSelf* self, uint64_t seq) {
     entry.outbox.clear();
     ++entry.unacked;
   }
-  if (entry.outbox.empty() && entry.end) {
+  if (entry.outbox.empty() && entry.end && !entry.end_when_freed) {
     self->send(entry.requester, std::move(*entry.end));
     self->state.seqs.erase(found);
   }
 }
 
-void end_sequence(SchedulerSelf* self, uint64_t seq, SeqEnded end) {
+// when_freed: the end reaches the request only once the planner has freed the sequence's
+// blocks (a deadline: the client may look at the cache right after its 504).
+void end_sequence(SchedulerSelf* self, uint64_t seq, SeqEnded end, bool when_freed = false) {
   auto found = self->state.seqs.find(seq);
   if (found == self->state.seqs.end() || found->second.end) return;
   found->second.end = std::move(end);
+  if (when_freed && self->state.planner->info(seq)) {
+    found->second.end_when_freed = true;
+    self->state.awaiting_free.push_back(seq);
+    return;
+  }
   flush(self, seq);
+}
+
+void release_freed(SchedulerSelf* self) {
+  auto& st = self->state;
+  std::erase_if(st.awaiting_free, [&](uint64_t seq) {
+    if (st.planner->info(seq)) return false;
+    auto found = st.seqs.find(seq);
+    if (found != st.seqs.end()) {
+      found->second.end_when_freed = false;
+      flush(self, seq);
+    }
+    return true;
+  });
 }
 
 SeqEnded ended_by(SeqEnd reason) {
@@ -99,6 +121,10 @@ SeqEnded ended_by(SeqEnd reason) {
   end.reason = reason;
   if (reason == SeqEnd::Failed) end.message = "the sequence's worker failed";
   return end;
+}
+
+void end_planned(SchedulerSelf* self, const EndedSeq& ended) {
+  end_sequence(self, ended.seq, ended_by(ended.reason), ended.reason == SeqEnd::Deadline);
 }
 
 // Every sequence fails and later submits are refused.
@@ -151,7 +177,7 @@ void dispatch(SchedulerSelf* self, int32_t completed_worker) {
     WorkerSlot& worker = st.workers[index];
     if (!worker.alive || worker.busy) continue;
     Batch batch = st.planner->plan(int32_t(index), now);
-    for (const EndedSeq& ended : batch.ended) end_sequence(self, ended.seq, ended_by(ended.reason));
+    for (const EndedSeq& ended : batch.ended) end_planned(self, ended);
     if (batch.empty()) continue;
     RunStep step;
     for (const PlannedStep& planned : batch.steps) {
@@ -197,7 +223,7 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
   }
   dispatch(self, done.worker);
   for (uint64_t id : touched) flush(self, id);
-  for (const EndedSeq& end : ended) end_sequence(self, end.seq, ended_by(end.reason));
+  for (const EndedSeq& end : ended) end_planned(self, end);
 }
 
 void on_submit(SchedulerSelf* self, SubmitSeq& submit) {
@@ -238,6 +264,7 @@ void guarded(SchedulerSelf* self, F&& handler) {
   } catch (const std::exception& error) {
     break_down(self, std::string("the scheduler stopped: ") + error.what());
   }
+  release_freed(self);
   self->state.snapshot->publish(self->state.planner->stats());
 }
 
@@ -286,6 +313,14 @@ caf::behavior scheduler_actor(SchedulerSelf* self, std::shared_ptr<SchedulerActo
       [self](StepDone& done) {
         self->state.meter->handled(done.sent);
         guarded(self, [&] { on_step_done(self, done); });
+      },
+      [self](const ExpireSeq& expire) {
+        self->state.meter->handled(expire.sent);
+        guarded(self, [&] {
+          self->state.planner->cancel(expire.seq);
+          end_sequence(self, expire.seq, ended_by(SeqEnd::Deadline), /*when_freed=*/true);
+          dispatch(self);
+        });
       },
       [self](const WorkerFailed& failed) {
         self->state.meter->handled(failed.sent);

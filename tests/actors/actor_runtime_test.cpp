@@ -304,22 +304,38 @@ TEST_F(ActorRuntimeTest, QueueOverflowIsRejectedAtOnce) {
   expect_kv_clean();
 }
 
-TEST_F(ActorRuntimeTest, DeadlineEndsTheRequestWithTimeoutAndFreesItsBlocks) {
+// Records the KV blocks in use when the end arrives.
+class KvWatchingSink final : public ResponseSink {
+ public:
+  explicit KvWatchingSink(const SharedKvCache& kv) : kv_(kv) {}
+  void on_chunk(TextChunk) override {}
+  void on_end(EndEvent end) override {
+    in_use_at_end = kv_.stats().in_use_blocks;
+    ends.push_back(std::move(end));
+  }
+  int32_t in_use_at_end = -1;
+  std::vector<EndEvent> ends;
+
+ private:
+  const SharedKvCache& kv_;
+};
+
+TEST_F(ActorRuntimeTest, DeadlineEndsTheRequestWithTimeoutOnceItsBlocksAreFree) {
   start(test::tiny_options(SyncMode::Parking, 1));
-  auto sink = std::make_shared<RecordingSink>();
+  auto sink = std::make_shared<KvWatchingSink>(pipeline_->kv_cache());
   GenerateRequest request = test::greedy_request(test::tiny_prompt(5, 19), 200);
   request.timeout = std::chrono::milliseconds(50);
   pipeline_->submit(1, std::move(request), sink);
   ASSERT_TRUE(run_until([&] { return log_->size() >= 3; }));
-  EXPECT_FALSE(sink->ended());
+  EXPECT_TRUE(sink->ends.empty());
   coordinator_->advance_time(std::chrono::milliseconds(100));  // the request's timer fires
   run();
 
-  ASSERT_TRUE(sink->ended());
-  EXPECT_EQ(sink->ends(), 1);
-  EXPECT_EQ(sink->end().kind, EndKind::Error);
-  EXPECT_EQ(sink->end().error, ErrorKind::Timeout);
-  EXPECT_LT(sink->end().usage.completion_tokens, 200);
+  ASSERT_EQ(sink->ends.size(), 1u);
+  EXPECT_EQ(sink->ends[0].kind, EndKind::Error);
+  EXPECT_EQ(sink->ends[0].error, ErrorKind::Timeout);
+  EXPECT_LT(sink->ends[0].usage.completion_tokens, 200);
+  EXPECT_EQ(sink->in_use_at_end, 0);
   expect_kv_clean();
 }
 
