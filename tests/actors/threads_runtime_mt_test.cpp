@@ -129,6 +129,11 @@ TEST_F(TinyModelTest, GreedyOutputsEqualSoloRunsUnderEveryLockMode) {
     EXPECT_EQ(run_all(*engine, prompts, 5), expected);
     EXPECT_TRUE(kv_drained(*engine));
   }
+  EngineOptions per_token = cpu_options(SyncMode::Parking, 2);
+  per_token.kv_granularity = KvGranularity::Token;
+  auto engine = make_engine(per_token);
+  EXPECT_EQ(run_all(*engine, prompts, 5), expected);
+  EXPECT_TRUE(kv_drained(*engine));
 }
 
 TEST_F(TinyModelTest, PreemptedSequencesResumeWithTheSameTokens) {
