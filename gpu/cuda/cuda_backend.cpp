@@ -182,9 +182,8 @@ class CudaBackend final : public Backend {
     if (max_tokens_ < 1)
       throw std::invalid_argument("max batch tokens must be >= 1, got " +
                                   std::to_string(max_tokens_));
-    if (!cuda::attention_supports(int(desc.head_dim)))
-      throw std::invalid_argument("the cuda backend needs a head_dim that is a multiple of 8, "
-                                  "at most " +
+    if (desc.head_dim > uint32_t(cuda::kMaxHeadDim) || desc.head_dim % 2 != 0)
+      throw std::invalid_argument("the cuda backend needs an even head_dim <= " +
                                   std::to_string(cuda::kMaxHeadDim) + ", the model has " +
                                   std::to_string(desc.head_dim));
     token_embd_ = weights_.matrix(*desc.token_embd);

@@ -205,6 +205,9 @@ QkvResult qkv_finish(std::span<const float> q, std::span<const float> k, std::sp
 WithQ8 attention(const KvPool& pool, int layer, std::span<const int32_t> block_table,
                  std::span<const int32_t> positions, std::span<const float> q, int n_head,
                  float scale) {
+  if (pool.shape().head_dim > cuda::kMaxHeadDim)
+    throw std::invalid_argument("cuda attention: head_dim above " +
+                                std::to_string(cuda::kMaxHeadDim));
   const int n_tokens = int(positions.size());
   const bool with_q8 = pool.shape().head_dim % 32 == 0;
   Device<float> dq(q), out(q.size());

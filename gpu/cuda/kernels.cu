@@ -121,6 +121,7 @@ struct MatmulTargets {
   int64_t rows[kMaxMatmulParts];
   float* out[kMaxMatmulParts];
   int64_t out_stride[kMaxMatmulParts];
+  int n_parts;
   int64_t total_rows;
 };
 
@@ -133,25 +134,17 @@ struct TargetRow {
 };
 __device__ __forceinline__ bool target_row(const MatmulTargets& t, int64_t row, size_t row_bytes,
                                            TargetRow& r) {
-  // Unrolled by hand: indexing the parameter arrays with a run-time part would copy them to
-  // local memory. Unused parts have 0 rows.
-  if (row < t.rows[0]) {
-    r = {t.w[0] + row * row_bytes, t.out[0], t.out_stride[0], row};
-    return true;
-  }
-  row -= t.rows[0];
-  if (row < t.rows[1]) {
-    r = {t.w[1] + row * row_bytes, t.out[1], t.out_stride[1], row};
-    return true;
-  }
-  row -= t.rows[1];
-  if (row < t.rows[2]) {
-    r = {t.w[2] + row * row_bytes, t.out[2], t.out_stride[2], row};
-    return true;
+#pragma unroll
+  for (int p = 0; p < kMaxMatmulParts; ++p) {
+    if (p >= t.n_parts) break;
+    if (row < t.rows[p]) {
+      r = {t.w[p] + row * row_bytes, t.out[p], t.out_stride[p], row};
+      return true;
+    }
+    row -= t.rows[p];
   }
   return false;
 }
-static_assert(kMaxMatmulParts == 3, "target_row handles three parts");
 
 // One weight block against one Q8 block: d * xd * (w . xq) + m * xs, with the integer dot
 // products of the CPU kernels.
@@ -175,49 +168,33 @@ __device__ __forceinline__ void store(float* out, float value, bool accumulate) 
   *out = accumulate ? *out + value : value;
 }
 
-// Warp per kRows rows, lane per weight block (strided), kTokens tokens per pass of the
-// weights. Each row's sum runs in the same order whatever kRows is.
-template <GgmlType T, int kTokens, int kRows>
+// Warp per row, lane per weight block (strided), kTokens tokens per pass of the weights.
+template <GgmlType T, int kTokens>
 __global__ void matmul_q_kernel(MatmulTargets targets, int64_t n_blocks, size_t row_bytes,
                                 const BlockQ8* xq, int n_tokens, bool accumulate) {
-  const int64_t first = (int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kWarp) * kRows;
+  const int64_t stacked = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int t0 = blockIdx.y * kTokens;
-  TargetRow target[kRows];
-  bool valid[kRows];
+  TargetRow target;
+  if (!target_row(targets, stacked, row_bytes, target)) return;
+  float acc[kTokens];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) valid[r] = target_row(targets, first + r, row_bytes, target[r]);
-  if (!valid[0]) return;
-  float acc[kRows][kTokens];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r)
-#pragma unroll
-    for (int t = 0; t < kTokens; ++t) acc[r][t] = 0.0f;
+  for (int t = 0; t < kTokens; ++t) acc[t] = 0.0f;
   for (int64_t b = lane; b < n_blocks; b += kWarp) {
-    int wq[kRows][8];
-    float d[kRows], m[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-      if (valid[r]) QuantBlock<T>::load(target[r].w + b * QuantBlock<T>::kBytes, wq[r], d[r], m[r]);
+    int wq[8];
+    float d, m;
+    QuantBlock<T>::load(target.w + b * QuantBlock<T>::kBytes, wq, d, m);
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) {
       if (t0 + t >= n_tokens) break;
-      const BlockQ8& xb = xq[int64_t(t0 + t) * n_blocks + b];
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        if (valid[r]) acc[r][t] += block_dot<T>(wq[r], d[r], m[r], xb);
+      acc[t] += block_dot<T>(wq, d, m, xq[int64_t(t0 + t) * n_blocks + b]);
     }
   }
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    if (!valid[r]) break;  // uniform across the warp; rows are valid in order
-#pragma unroll
-    for (int t = 0; t < kTokens; ++t) {
-      const float sum = warp_sum(acc[r][t]);
-      if (lane == 0 && t0 + t < n_tokens)
-        store(target[r].out + int64_t(t0 + t) * target[r].stride + target[r].row, sum,
-              accumulate);
-    }
+  for (int t = 0; t < kTokens; ++t) {
+    const float sum = warp_sum(acc[t]);
+    if (lane == 0 && t0 + t < n_tokens)
+      store(target.out + int64_t(t0 + t) * target.stride + target.row, sum, accumulate);
   }
 }
 
@@ -256,38 +233,19 @@ __global__ void matmul_f_kernel(MatmulTargets targets, int64_t cols, size_t row_
   }
 }
 
-// Rows per warp of the quantized kernel for large matrices (the output projection) at one
-// token: more weight bytes in flight per warp (H200: 40 -> 9.4 us for 49152 x 576 Q4_1; at 8
-// tokens it was slower, so there one row per warp stays).
-constexpr int kWideRows = 4;
-constexpr int64_t kWideFromRows = 16384;
-
 template <GgmlType T, int kTokens>
 void launch_matmul_tokens(const MatmulTargets& targets, int64_t cols, size_t row_bytes,
                           const float* x, const BlockQ8* xq, int n_tokens, bool accumulate,
                           cudaStream_t stream) {
-  const unsigned token_groups = unsigned((n_tokens + kTokens - 1) / kTokens);
+  const dim3 grid(unsigned((targets.total_rows + kRowsPerCta - 1) / kRowsPerCta),
+                  unsigned((n_tokens + kTokens - 1) / kTokens));
   const dim3 block(kRowsPerCta * kWarp);
-  if constexpr (T == GgmlType::Q4_0 || T == GgmlType::Q4_1 || T == GgmlType::Q8_0) {
-    if constexpr (kTokens == 1) {
-      if (targets.total_rows >= kWideFromRows) {
-        const int64_t per_cta = kRowsPerCta * kWideRows;
-        const dim3 grid(unsigned((targets.total_rows + per_cta - 1) / per_cta), token_groups);
-        matmul_q_kernel<T, kTokens, kWideRows><<<grid, block, 0, stream>>>(
-            targets, cols / 32, row_bytes, xq, n_tokens, accumulate);
-        return;
-      }
-    }
-    const dim3 grid(unsigned((targets.total_rows + kRowsPerCta - 1) / kRowsPerCta),
-                    token_groups);
-    matmul_q_kernel<T, kTokens, 1><<<grid, block, 0, stream>>>(targets, cols / 32, row_bytes, xq,
-                                                               n_tokens, accumulate);
-  } else {
-    const dim3 grid(unsigned((targets.total_rows + kRowsPerCta - 1) / kRowsPerCta),
-                    token_groups);
+  if constexpr (T == GgmlType::Q4_0 || T == GgmlType::Q4_1 || T == GgmlType::Q8_0)
+    matmul_q_kernel<T, kTokens><<<grid, block, 0, stream>>>(targets, cols / 32, row_bytes, xq,
+                                                             n_tokens, accumulate);
+  else
     matmul_f_kernel<T, kTokens><<<grid, block, 0, stream>>>(targets, cols, row_bytes, x,
                                                              n_tokens, accumulate);
-  }
 }
 
 template <GgmlType T>
@@ -520,124 +478,99 @@ __global__ void qkv_finish_kernel(float* q, float* k, float* v, const float* bq,
   }
 }
 
-constexpr int kAttentionWarps = 8;
-constexpr int kDimsPerLane = 8;  // one 16-byte load of f16 K or V per lane and position
+constexpr int kAttentionWarps = 4;
 
-// One CTA per (token, query head). A position's K and V rows are split over kLanes lanes
-// (head_dim = 8 x kLanes, padded up to a power of two), so a warp takes 32 / kLanes
-// positions at once; each such lane group runs its own online softmax over positions
-// group, group + groups, ... The groups' partial results merge in shared memory.
-template <int kLanes>
-__global__ void __launch_bounds__(kAttentionWarps * kWarp)
-    attention_kernel(const float* q, int n_head, float scale, DeviceKv kv, int layer,
-                     DeviceTokens tokens, float* out, BlockQ8* out_q8) {
-  constexpr int kGroupsPerWarp = kWarp / kLanes;
-  constexpr int kGroups = kAttentionWarps * kGroupsPerWarp;
-  constexpr int kPaddedDim = kLanes * kDimsPerLane;
-  __shared__ float part_max[kGroups], part_sum[kGroups], factor[kGroups];
-  __shared__ float part_acc[kGroups][kPaddedDim];
-  __shared__ float total;
+// One CTA per (token, query head); warp w takes the windows of 32 positions w, w + 4, ...:
+// one position per lane for the scores, then each lane accumulates its share of the output
+// dimensions (online softmax). The warps' partial results merge in shared memory.
+__global__ void attention_kernel(const float* q, int n_head, float scale, DeviceKv kv,
+                                 int layer, DeviceTokens tokens, float* out, BlockQ8* out_q8) {
+  __shared__ float q_shared[kMaxHeadDim];
+  __shared__ float part_max[kAttentionWarps], part_sum[kAttentionWarps];
+  __shared__ float part_acc[kAttentionWarps][kMaxHeadDim];
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  const int group = warp * kGroupsPerWarp + lane / kLanes;  // its stream of positions
-  const int sub = lane % kLanes;
   const int t = int(blockIdx.x / unsigned(n_head));
   const int head = int(blockIdx.x % unsigned(n_head));
   const int d = kv.head_dim;
   const int kv_head = head / (n_head / kv.n_head_kv);
   const int64_t at = int64_t(t) * n_head * d + int64_t(head) * d;
-  const int first_dim = sub * kDimsPerLane;
-  const bool has_dims = first_dim < d;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) q_shared[i] = q[at + i];
+  __syncthreads();
 
-  float qv[kDimsPerLane];
-#pragma unroll
-  for (int i = 0; i < kDimsPerLane; ++i) qv[i] = has_dims ? q[at + first_dim + i] : 0.0f;
   const int32_t last = tokens.pos[t];
   const int32_t* table = tokens.tables + tokens.table_offset[t];
+  constexpr int kDimsPerLane = kMaxHeadDim / kWarp;
   float acc[kDimsPerLane];
 #pragma unroll
-  for (int i = 0; i < kDimsPerLane; ++i) acc[i] = 0.0f;
+  for (int j = 0; j < kDimsPerLane; ++j) acc[j] = 0.0f;
   float running_max = -INFINITY, running_sum = 0.0f;
 
-  // The loop runs alike for every lane of a warp (the shuffles need the whole warp): a group
-  // past the last position computes nothing and keeps its state.
-  const int group_in_warp = lane / kLanes;
-#pragma unroll 2
-  for (int32_t base = warp * kGroupsPerWarp; base <= last; base += kGroups) {
-    const int32_t p = base + group_in_warp;
-    const bool valid = p <= last;
-    uint4 k_bits = make_uint4(0, 0, 0, 0), v_bits = make_uint4(0, 0, 0, 0);
-    if (valid && has_dims) {
-      const size_t cell = size_t(p % kv.block_tokens) * d + first_dim;
-      const int32_t block = table[p / kv.block_tokens];
-      k_bits = *reinterpret_cast<const uint4*>(kv_rows(kv, layer, block, 0, kv_head) + cell);
-      v_bits = *reinterpret_cast<const uint4*>(kv_rows(kv, layer, block, 1, kv_head) + cell);
+  for (int32_t p0 = warp * kWarp; p0 <= last; p0 += kWarp * kAttentionWarps) {
+    const int32_t p = p0 + lane;
+    float score = -INFINITY;
+    if (p <= last) {
+      const __half2* krow = reinterpret_cast<const __half2*>(
+          kv_rows(kv, layer, table[p / kv.block_tokens], 0, kv_head) + (p % kv.block_tokens) * d);
+      float dot = 0.0f;
+      for (int i = 0; i < d / 2; ++i) {
+        const float2 k2 = __half22float2(krow[i]);
+        dot += q_shared[2 * i] * k2.x;
+        dot += q_shared[2 * i + 1] * k2.y;
+      }
+      score = dot * scale;
     }
-    const __half2* k2 = reinterpret_cast<const __half2*>(&k_bits);
-    const __half2* v2 = reinterpret_cast<const __half2*>(&v_bits);
-    float dot = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kDimsPerLane / 2; ++i) {
-      const float2 kf = __half22float2(k2[i]);
-      dot += qv[2 * i] * kf.x;
-      dot += qv[2 * i + 1] * kf.y;
-    }
-#pragma unroll
-    for (int o = kLanes / 2; o > 0; o /= 2) dot += __shfl_xor_sync(kFullMask, dot, o);
-    if (!valid) continue;
-    const float score = dot * scale;
-    const float new_max = fmaxf(running_max, score);
+    const float new_max = fmaxf(running_max, warp_max(score));
+    const float weight = p <= last ? expf(score - new_max) : 0.0f;
     const float correction = expf(running_max - new_max);
-    const float weight = expf(score - new_max);
-    running_sum = running_sum * correction + weight;
+    running_sum = running_sum * correction + warp_sum(weight);
 #pragma unroll
-    for (int i = 0; i < kDimsPerLane / 2; ++i) {
-      const float2 vf = __half22float2(v2[i]);
-      acc[2 * i] = acc[2 * i] * correction + weight * vf.x;
-      acc[2 * i + 1] = acc[2 * i + 1] * correction + weight * vf.y;
+    for (int j = 0; j < kDimsPerLane; ++j) acc[j] *= correction;
+    const int window = min(kWarp, last - p0 + 1);
+    for (int s = 0; s < window; ++s) {
+      const float ws = __shfl_sync(kFullMask, weight, s);
+      const int32_t ps = p0 + s;
+      const uint16_t* vrow = kv_rows(kv, layer, table[ps / kv.block_tokens], 1, kv_head) +
+                             (ps % kv.block_tokens) * d;
+#pragma unroll
+      for (int j = 0; j < kDimsPerLane; ++j) {
+        const int i = lane + j * kWarp;
+        if (i < d) acc[j] += ws * half_bits_to_float(vrow[i]);
+      }
     }
     running_max = new_max;
   }
 #pragma unroll
-  for (int i = 0; i < kDimsPerLane; ++i) part_acc[group][first_dim + i] = acc[i];
-  if (sub == 0) {
-    part_max[group] = running_max;
-    part_sum[group] = running_sum;
+  for (int j = 0; j < kDimsPerLane; ++j) {
+    const int i = lane + j * kWarp;
+    if (i < d) part_acc[warp][i] = acc[j];
+  }
+  if (lane == 0) {
+    part_max[warp] = running_max;
+    part_sum[warp] = running_sum;
   }
   __syncthreads();
-  if (warp == 0) {
-    float top = -INFINITY;
-    for (int g = lane; g < kGroups; g += kWarp) top = fmaxf(top, part_max[g]);
-    top = warp_max(top);
-    float sum = 0.0f;
-    for (int g = lane; g < kGroups; g += kWarp) {
-      const float f = part_sum[g] > 0.0f ? expf(part_max[g] - top) : 0.0f;
-      factor[g] = f;
-      sum += part_sum[g] * f;
-    }
-    sum = warp_sum(sum);
-    if (lane == 0) total = sum;
+  if (warp != 0) return;
+  float top = -INFINITY;
+  for (int w = 0; w < kAttentionWarps; ++w) top = fmaxf(top, part_max[w]);
+  float factor[kAttentionWarps];
+  float total = 0.0f;
+  for (int w = 0; w < kAttentionWarps; ++w) {
+    factor[w] = part_sum[w] > 0.0f ? expf(part_max[w] - top) : 0.0f;
+    total += part_sum[w] * factor[w];
   }
-  __syncthreads();
-  // Warp w writes dimensions 32w..32w+31 (one Q8 block of the output when d % 32 == 0).
-  const int i = warp * kWarp + lane;
-  if (warp * kWarp >= d) return;  // uniform across the warp
-  float v = 0.0f;
-  if (i < d) {
-    for (int g = 0; g < kGroups; ++g) v += part_acc[g][i] * factor[g];
+  const int q_blocks = n_head * d / 32;
+#pragma unroll
+  for (int j = 0; j < kDimsPerLane; ++j) {
+    const int i = lane + j * kWarp;
+    if (j * kWarp >= d) break;  // uniform across the warp
+    float v = 0.0f;
+    for (int w = 0; w < kAttentionWarps; ++w)
+      if (i < d) v += part_acc[w][i] * factor[w];
     v /= total;
-    out[at + i] = v;
+    if (i < d) out[at + i] = v;
+    if (out_q8) quantize_block(v, out_q8[int64_t(t) * q_blocks + (head * d) / 32 + j], lane);
   }
-  if (out_q8)
-    quantize_block(v, out_q8[int64_t(t) * (n_head * d / 32) + (head * d) / 32 + warp], lane);
-}
-
-template <int kLanes>
-void launch_attention(const float* q, int n_tokens, int n_head, float scale, const DeviceKv& kv,
-                      int layer, const DeviceTokens& tokens, float* out, BlockQ8* out_q8,
-                      cudaStream_t stream) {
-  attention_kernel<kLanes><<<unsigned(n_tokens * n_head), kAttentionWarps * kWarp, 0, stream>>>(
-      q, n_head, scale, kv, layer, tokens, out, out_q8);
 }
 
 __global__ void swiglu_kernel(float* gate, const float* up, int64_t n) {
@@ -679,6 +612,7 @@ void matmul(const DeviceWeight& w, const float* x, const BlockQ8* xq, int n_toke
   targets.rows[0] = w.rows;
   targets.out[0] = out;
   targets.out_stride[0] = out_stride;
+  targets.n_parts = 1;
   targets.total_rows = w.rows;
   launch_matmul(w.type, targets, w.cols, w.row_bytes, x, xq, n_tokens, accumulate, stream);
 }
@@ -700,6 +634,7 @@ void matmul_parts(std::span<const DeviceWeight> w, std::span<float* const> out,
     targets.out_stride[p] = out_stride[p];
     targets.total_rows += w[p].rows;
   }
+  targets.n_parts = int(w.size());
   launch_matmul(w[0].type, targets, w[0].cols, w[0].row_bytes, x, xq, n_tokens, false, stream);
 }
 
@@ -753,20 +688,8 @@ void attention(const float* q, int n_tokens, int n_head, float scale, const Devi
                cudaStream_t stream) {
   if (out_q8 && kv.head_dim % 32 != 0)
     throw std::invalid_argument("cuda attention: Q8 output needs head_dim divisible by 32");
-  if (!attention_supports(kv.head_dim))
-    throw std::invalid_argument("cuda attention: head_dim " + std::to_string(kv.head_dim) +
-                                " is not a multiple of 8 up to " + std::to_string(kMaxHeadDim));
-  const int lanes = (kv.head_dim + kDimsPerLane - 1) / kDimsPerLane;
-  if (lanes <= 1) return launch_attention<1>(q, n_tokens, n_head, scale, kv, layer, tokens, out, out_q8, stream);
-  if (lanes <= 2) return launch_attention<2>(q, n_tokens, n_head, scale, kv, layer, tokens, out, out_q8, stream);
-  if (lanes <= 4) return launch_attention<4>(q, n_tokens, n_head, scale, kv, layer, tokens, out, out_q8, stream);
-  if (lanes <= 8) return launch_attention<8>(q, n_tokens, n_head, scale, kv, layer, tokens, out, out_q8, stream);
-  if (lanes <= 16) return launch_attention<16>(q, n_tokens, n_head, scale, kv, layer, tokens, out, out_q8, stream);
-  return launch_attention<32>(q, n_tokens, n_head, scale, kv, layer, tokens, out, out_q8, stream);
-}
-
-bool attention_supports(int head_dim) {
-  return head_dim > 0 && head_dim % kDimsPerLane == 0 && head_dim <= kMaxHeadDim;
+  attention_kernel<<<unsigned(n_tokens * n_head), kAttentionWarps * kWarp, 0, stream>>>(
+      q, n_head, scale, kv, layer, tokens, out, out_q8);
 }
 
 void swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream) {

@@ -103,10 +103,9 @@ void qkv_finish(float* q, float* k, float* v, const float* bq, const float* bk, 
                 const DeviceKv& kv, int layer, const DeviceTokens& tokens, cudaStream_t stream);
 
 // out (n_tokens x n_head*head_dim) = causal attention of q over the pool: token t attends to
-// positions [0, pos[t]] of its sequence; one CTA per (token, head), its lanes splitting the
-// positions (and each position's head_dim in 16-byte pieces). When out_q8 is set (head_dim %
-// 32 == 0), also out's Q8 blocks, exactly as quantize_q8 of out. head_dim must satisfy
-// attention_supports (std::invalid_argument otherwise).
+// positions [0, pos[t]] of its sequence; one CTA per (token, head), its warps splitting the
+// positions. When out_q8 is set (head_dim % 32 == 0), also out's Q8 blocks, exactly as
+// quantize_q8 of out.
 void attention(const float* q, int n_tokens, int n_head, float scale, const DeviceKv& kv,
                int layer, const DeviceTokens& tokens, float* out, BlockQ8* out_q8,
                cudaStream_t stream);
@@ -114,8 +113,7 @@ void attention(const float* q, int n_tokens, int n_head, float scale, const Devi
 // gate = silu(gate) * up, n elements.
 void swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream);
 
-// The largest head_dim attention() accepts; it takes multiples of 8 up to it.
+// The largest head_dim attention() accepts.
 constexpr int kMaxHeadDim = 256;
-bool attention_supports(int head_dim);
 
 }  // namespace troupe::cuda
