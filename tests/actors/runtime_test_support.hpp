@@ -207,6 +207,7 @@ class RecordingSink final : public ResponseSink {
       ++ends_;
       ended_ = true;
       end_ = std::move(end);
+      end_at_ = std::chrono::steady_clock::now();
     }
     changed_.notify_all();
   }
@@ -217,6 +218,7 @@ class RecordingSink final : public ResponseSink {
   }
   bool ended() const { std::lock_guard lock(mutex_); return ended_; }
   EndEvent end() const { std::lock_guard lock(mutex_); return end_; }
+  std::chrono::steady_clock::time_point end_at() const { std::lock_guard lock(mutex_); return end_at_; }
   std::string text() const { std::lock_guard lock(mutex_); return text_; }
   std::vector<int32_t> tokens() const { std::lock_guard lock(mutex_); return tokens_; }
   int ends() const { std::lock_guard lock(mutex_); return ends_; }
@@ -229,6 +231,7 @@ class RecordingSink final : public ResponseSink {
   int ends_ = 0;
   int calls_after_end_ = 0;
   EndEvent end_;
+  std::chrono::steady_clock::time_point end_at_;
   std::string text_;
   std::vector<int32_t> tokens_;
 };
