@@ -187,15 +187,18 @@ SampleResult Sampler::sample(std::span<float> logits, std::span<const int32_t> h
   require(max_logit != kNegInf, "no finite logit to sample from");
   const std::size_t best =
       static_cast<std::size_t>(std::find(logits.begin(), logits.end(), max_logit) - logits.begin());
-  // sum of exp(l - max): the softmax normalizer at temperature 1
-  const double mass = sum_exp(logits, max_logit, 1.0f);
-  const double log_z = max_logit + std::log(mass);
-  auto logprob_of = [&](std::size_t token) {
-    return static_cast<float>(static_cast<double>(logits[token]) - log_z);
-  };
-
   const bool filtered = params_.top_k > 0 || params_.top_p < 1.0f || params_.min_p > 0.0f;
   const std::size_t n_top = std::min<std::size_t>(static_cast<std::size_t>(params_.n_logprobs), vocab);
+  // sum of exp(l - max): the softmax normalizer at temperature 1, one exp per token; skipped
+  // when neither a logprob nor top-p (without top-k) needs it (the greedy path is then two
+  // cheap passes).
+  const bool report = params_.logprob || n_top > 0;
+  const bool need_mass = report || (params_.temperature > 0.0f && params_.top_p < 1.0f);
+  const double mass = need_mass ? sum_exp(logits, max_logit, 1.0f) : 0.0;
+  const double log_z = need_mass ? max_logit + std::log(mass) : 0.0;
+  auto logprob_of = [&](std::size_t token) {
+    return report ? static_cast<float>(static_cast<double>(logits[token]) - log_z) : 0.0f;
+  };
   std::size_t n = vocab;
   if (n_top > 0 || (params_.temperature > 0.0f && filtered)) {
     candidates_.resize(vocab);

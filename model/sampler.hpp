@@ -25,6 +25,8 @@ struct SamplingParams {
   float presence_penalty = 0.0f;    // subtracted once if the token occurs in the history
   uint64_t seed = 0;
   int32_t n_logprobs = 0;           // top alternatives to report, 0 to kMaxLogprobs
+  bool logprob = true;              // compute SampleResult::logprob; false (a caller that never
+                                    // reads it) skips the softmax normalizer, one exp per token
 
   static constexpr int32_t kMaxLogprobs = 20;
   // Throws std::invalid_argument naming the first field out of range.
@@ -38,7 +40,7 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
-  float logprob = 0.0f;                // of `token`
+  float logprob = 0.0f;                // of `token` (0 when params.logprob is off and n_logprobs 0)
   std::span<const TokenLogprob> top;   // n_logprobs best, highest first; valid until next sample()
 };
 

@@ -255,6 +255,33 @@ TEST(Sampler, RejectsBadInput) {
   EXPECT_THROW(sampler.sample(logits, negative), std::invalid_argument);
 }
 
+TEST(Sampler, LogprobOffDrawsTheSameTokensAndReportsNone) {
+  // Same seed, same logits: skipping the normalizer must not change a single draw, for
+  // greedy, plain temperature and top-p (which still needs the mass internally).
+  for (const float top_p : {1.0f, 0.9f}) {
+    for (const float temperature : {0.0f, 0.8f}) {
+      SamplingParams with;
+      with.temperature = temperature;
+      with.top_p = top_p;
+      with.seed = 7;
+      SamplingParams without = with;
+      without.logprob = false;
+      Sampler a(with), b(without);
+      SplitMix64 gen(3);
+      for (int step = 0; step < 200; ++step) {
+        std::vector<float> logits(97);
+        for (float& l : logits) l = float(gen.uniform() * 8.0 - 4.0);
+        std::vector<float> copy = logits;
+        const SampleResult ra = a.sample(logits, {});
+        const SampleResult rb = b.sample(copy, {});
+        ASSERT_EQ(ra.token, rb.token) << "step " << step << " temperature " << temperature;
+        EXPECT_LT(ra.logprob, 0.0f);
+        EXPECT_EQ(rb.logprob, 0.0f);
+      }
+    }
+  }
+}
+
 TEST(Sampler, ValidatesParameters) {
   auto invalid = [](auto edit) {
     SamplingParams p;
