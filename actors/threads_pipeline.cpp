@@ -126,7 +126,8 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
       kv_bytes_ = uint64_t(sim->simulated_kv_bytes());
     const KvCacheConfig kv_config{
         .num_blocks = int32_t(std::min<int64_t>(kv.n_blocks(), INT32_MAX / kv.block_tokens())),
-        .block_size = kv.block_tokens()};
+        .block_size = kv.block_tokens(),
+        .prefix_cache = options_.prefix_cache};
     cache_ = make_shared_kv_cache(options_.sync, kv_config, nullptr, options_.sharing);
     planner_kv_ = std::make_unique<SharedPlannerKv>(*cache_, options_.kv_granularity);
     PlannerConfig planner_config = options_.planner;

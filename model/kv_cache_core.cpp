@@ -51,6 +51,7 @@ std::string_view describe(KvError error) {
 KvCacheCore::KvCacheCore(const KvCacheConfig& config)
     : block_size_(config.block_size),
       hasher_(config.hasher ? config.hasher : builtin_block_hash),
+      prefix_cache_(config.prefix_cache),
       node_pool_(std::make_unique<std::pmr::unsynchronized_pool_resource>()),
       index_(node_pool_.get()),
       sequences_(node_pool_.get()) {
@@ -128,6 +129,7 @@ KvCacheCore::PrefixMatch KvCacheCore::match_prefix(std::span<const int32_t> prom
 }
 
 void KvCacheCore::register_full_blocks(Sequence& sequence) {
+  if (!prefix_cache_) return;  // nothing registered: nothing to hit, freed blocks go free
   const int32_t full = sequence.tokens / block_size_;
   for (; sequence.registered < full; ++sequence.registered) {
     if (!sequence.chain_live) continue;

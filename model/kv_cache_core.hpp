@@ -50,6 +50,7 @@ struct KvCacheConfig {
   int32_t num_blocks = 0;
   int32_t block_size = 16;          // tokens per block
   KvBlockHasher hasher = nullptr;   // nullptr: the built-in 64-bit hash
+  bool prefix_cache = true;         // false: no block is ever shared or kept for a later hit
 };
 
 struct KvReserveResult {
@@ -196,6 +197,7 @@ class KvCacheCore {
 
   int32_t block_size_;
   KvBlockHasher hasher_;
+  bool prefix_cache_ = true;
   std::vector<Block> blocks_;
   std::vector<int32_t> block_tokens_;  // num_blocks * block_size token ids
   std::vector<KvBlockId> free_list_;

@@ -181,6 +181,30 @@ TEST(KvCacheCore, SequencesWithACommonPrefixShareItsFullBlocks) {
   expect_consistent(core);
 }
 
+TEST(KvCacheCore, WithoutPrefixCacheNothingIsSharedOrKept) {
+  KvCacheCore core({.num_blocks = 16, .block_size = 4, .prefix_cache = false});
+  const Tokens prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  ASSERT_TRUE(core.reserve(1, prompt).ok());
+  ASSERT_TRUE(core.append_slot(1, 11).ok());  // would publish the two full blocks
+  EXPECT_EQ(core.peek_prefix(prompt), 0);
+  const KvReserveResult second = core.reserve(2, prompt);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second.cached_tokens, 0);
+  const auto a = table_of(core, 1);
+  for (KvBlockId b : table_of(core, 2))
+    EXPECT_EQ(std::count(a.begin(), a.end(), b), 0) << "block " << b << " shared";
+  EXPECT_EQ(core.stats().in_use_blocks, 6);
+  expect_consistent(core);
+  ASSERT_EQ(core.free(1), KvError::None);
+  ASSERT_EQ(core.free(2), KvError::None);
+  const KvStats stats = core.stats();
+  EXPECT_EQ(stats.cached_idle_blocks, 0);
+  EXPECT_EQ(stats.free_blocks, 16);
+  EXPECT_EQ(stats.hit_tokens, 0u);
+  EXPECT_EQ(core.reserve(3, prompt).cached_tokens, 0);
+  expect_consistent(core);
+}
+
 TEST(KvCacheCore, OnlyAppendPublishesBlocksAndNeverTheLastPromptBlock) {
   KvCacheCore core({.num_blocks = 16, .block_size = 4});
   const Tokens prompt = {1, 2, 3, 4, 5, 6, 7, 8};
