@@ -176,8 +176,14 @@ void dispatch(SchedulerSelf* self, int32_t completed_worker) {
   for (size_t index = 0; index < st.workers.size(); ++index) {
     WorkerSlot& worker = st.workers[index];
     if (!worker.alive || worker.busy) continue;
+    // A plan that ended sequences (deadlines) frees their blocks only at the next plan: an
+    // idle worker plans once more for it, so their ends need not wait for other work.
     Batch batch = st.planner->plan(int32_t(index), now);
     for (const EndedSeq& ended : batch.ended) end_planned(self, ended);
+    if (batch.empty() && !st.awaiting_free.empty()) {
+      batch = st.planner->plan(int32_t(index), now);
+      for (const EndedSeq& ended : batch.ended) end_planned(self, ended);
+    }
     if (batch.empty()) continue;
     RunStep step;
     for (const PlannedStep& planned : batch.steps) {

@@ -320,15 +320,15 @@ class KvWatchingSink final : public ResponseSink {
   const SharedKvCache& kv_;
 };
 
-TEST_F(ActorRuntimeTest, DeadlineEndsTheRequestWithTimeoutOnceItsBlocksAreFree) {
+TEST_F(ActorRuntimeTest, RequestTimerEndsTheRequestWithTimeoutOnceItsBlocksAreFree) {
   start(test::tiny_options(SyncMode::Parking, 1));
   auto sink = std::make_shared<KvWatchingSink>(pipeline_->kv_cache());
   GenerateRequest request = test::greedy_request(test::tiny_prompt(5, 19), 200);
-  request.timeout = std::chrono::milliseconds(50);
+  request.timeout = std::chrono::seconds(30);  // far in real time: the planner never sees it
   pipeline_->submit(1, std::move(request), sink);
   ASSERT_TRUE(run_until([&] { return log_->size() >= 3; }));
   EXPECT_TRUE(sink->ends.empty());
-  coordinator_->advance_time(std::chrono::milliseconds(100));  // the request's timer fires
+  coordinator_->advance_time(std::chrono::seconds(31));  // the request's timer fires
   run();
 
   ASSERT_EQ(sink->ends.size(), 1u);
@@ -337,6 +337,27 @@ TEST_F(ActorRuntimeTest, DeadlineEndsTheRequestWithTimeoutOnceItsBlocksAreFree) 
   EXPECT_LT(sink->ends[0].usage.completion_tokens, 200);
   EXPECT_EQ(sink->in_use_at_end, 0);
   expect_kv_clean();
+}
+
+// The planner notices the deadline (real time, 20 ms steps) at a plan; the end waits for the
+// plan that frees the blocks, which the idle worker makes at once.
+TEST_F(ActorRuntimeTest, PlannerDeadlineEndsTheRequestOnceItsBlocksAreFree) {
+  auto slow = std::make_shared<test::StepScript>();
+  slow->delay = std::chrono::milliseconds(20);
+  start(test::tiny_options(SyncMode::Parking, 1), {slow});
+  auto sink = std::make_shared<KvWatchingSink>(pipeline_->kv_cache());
+  GenerateRequest request = test::greedy_request(test::tiny_prompt(5, 19), 200);
+  request.timeout = std::chrono::milliseconds(30);
+  pipeline_->submit(1, std::move(request), sink);
+  run();  // the request's own timer (virtual time) never fires here
+
+  ASSERT_EQ(sink->ends.size(), 1u);
+  EXPECT_EQ(sink->ends[0].error, ErrorKind::Timeout);
+  EXPECT_EQ(sink->in_use_at_end, 0);
+  EXPECT_GE(log_->size(), 1u);
+  EXPECT_LT(log_->size(), 200u);
+  expect_kv_clean();
+  EXPECT_EQ(pipeline_->stats().planner.expired, 1u);
 }
 
 TEST_F(ActorRuntimeTest, InvalidRequestEndsAtOnceWithoutReachingTheScheduler) {
