@@ -47,8 +47,8 @@ void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point 
   busy_ns_.fetch_add(nanoseconds(backend_ended - started), std::memory_order_relaxed);
   sampling_ns_.fetch_add(nanoseconds(ended - backend_ended), std::memory_order_relaxed);
   std::lock_guard hold(gaps_mutex_);
-  if (back_to_back && last_backend_end_ != EngineClock::time_point{}) {
-    const double gap = std::chrono::duration<double>(started - last_backend_end_).count();
+  if (back_to_back && last_end_ != EngineClock::time_point{}) {
+    const double gap = std::chrono::duration<double>(started - last_end_).count();
     if (gaps_.size() < kGapSamples) {
       gaps_.push_back(gap);
     } else {
@@ -56,7 +56,7 @@ void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point 
       next_gap_ = (next_gap_ + 1) % kGapSamples;
     }
   }
-  last_backend_end_ = backend_ended;
+  last_end_ = ended;
 }
 
 double WorkerMeter::busy_seconds() const {

@@ -6,8 +6,9 @@
 // messages queued at once. Senders call sent() and put the stamp in the message; the
 // scheduler calls handled(stamp) when it takes it.
 // WorkerMeter: one worker's time inside Backend::step, its sampling time, and the gaps between
-// back-to-back steps, from one Backend::step's return to the next one's start (sampling and
-// hand-offs; the last kGapSamples, for percentiles), as the threads runtime measures them.
+// back-to-back steps, from the end of one StepRunner::run (forward pass and sampling) to the
+// start of the next: the runtime's hand-offs and planning (the last kGapSamples, for
+// percentiles), as the threads runtime measures them.
 // Thread-safe: counters are relaxed atomics (a snapshot may mix adjacent moments); the gap
 // samples sit behind a mutex the worker holds once per step.
 
@@ -42,7 +43,7 @@ class WorkerMeter {
 
   // A step: Backend::step from started to backend_ended, sampling until ended. back_to_back:
   // the step was planned when the previous one completed (the worker did not wait for work),
-  // so the gap since the previous Backend::step returned is recorded.
+  // so the gap since the previous step ended is recorded.
   void step(EngineClock::time_point started, EngineClock::time_point backend_ended,
             EngineClock::time_point ended, bool back_to_back);
   double busy_seconds() const;      // inside Backend::step
@@ -56,7 +57,7 @@ class WorkerMeter {
   std::mutex gaps_mutex_;
   std::vector<double> gaps_;
   size_t next_gap_ = 0;
-  EngineClock::time_point last_backend_end_{};
+  EngineClock::time_point last_end_{};
 };
 
 }  // namespace troupe

@@ -65,6 +65,7 @@ class ActorsPipeline final : public ActorPipeline {
     KvCacheConfig kv_config;
     kv_config.num_blocks = int32_t(std::min<int64_t>(pool.n_blocks(), INT32_MAX));
     kv_config.block_size = pool.block_tokens();
+    kv_config.prefix_cache = options.prefix_cache;
     kv_ = make_shared_kv_cache(options.sync, kv_config, system_.get(), options.sharing);
 
     const Vocab& vocab = parts_.model->tokenizer().vocab();

@@ -360,6 +360,27 @@ TEST_F(ActorRuntimeTest, PlannerDeadlineEndsTheRequestOnceItsBlocksAreFree) {
   EXPECT_EQ(pipeline_->stats().planner.expired, 1u);
 }
 
+TEST_F(ActorRuntimeTest, PrefixCacheServesARepeatedPromptOnlyWhenOn) {
+  for (bool prefix_cache : {true, false}) {
+    EngineOptions options = test::tiny_options(SyncMode::Parking, 1);
+    options.prefix_cache = prefix_cache;
+    start(options);
+    const auto prompt = test::tiny_prompt(12, 30);  // 3 full blocks of 4
+    auto first = submit(1, prompt, 3);
+    run();
+    auto again = submit(2, prompt, 3);
+    run();
+    ASSERT_TRUE(first->ended() && again->ended());
+    EXPECT_EQ(first->end().usage.cached_tokens, 0);
+    if (prefix_cache)
+      EXPECT_GE(again->end().usage.cached_tokens, 8) << "at least two full blocks";
+    else
+      EXPECT_EQ(again->end().usage.cached_tokens, 0);
+    EXPECT_EQ(again->tokens(), first->tokens());
+    pipeline_.reset();
+  }
+}
+
 TEST_F(ActorRuntimeTest, InvalidRequestEndsAtOnceWithoutReachingTheScheduler) {
   start(test::tiny_options(SyncMode::Parking, 1));
   auto sink = submit(1, {}, 4);  // no prompt in any form
