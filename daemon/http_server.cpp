@@ -820,12 +820,12 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(HttpOptions options, std::string chat_template, EngineFactory make_engine) {
+  const std::string address = options.host + ":" + std::to_string(options.port);
   try {
     impl_ = std::make_unique<Impl>(std::move(options), std::move(chat_template),
                                    std::move(make_engine));
   } catch (const boost::system::system_error& error) {
-    throw std::runtime_error("cannot listen on " + options.host + ":" +
-                             std::to_string(options.port) + ": " + error.code().message());
+    throw std::runtime_error("cannot listen on " + address + ": " + error.code().message());
   }
 }
 
