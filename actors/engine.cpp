@@ -67,6 +67,12 @@ void EngineOptions::validate() const {
                                            std::to_string(request_timeout.count()) + " ms");
   require(backend.name == "cpu" || backend.name == "sim" || backend.name == "cuda",
           "--backend must be cpu, cuda or sim, got '" + backend.name + "'");
+  // Each cuda worker has its own device KV pool: a prefix hit on a block another worker
+  // wrote would read memory this worker never filled.
+  require(backend.name != "cuda" || workers == 1 || !prefix_cache,
+          "--workers " + std::to_string(workers) +
+              " with --backend cuda needs --prefix-cache off (each cuda worker has its own "
+              "device KV pool, so cached prefixes cannot be shared); or use --workers 1");
   require(backend.threads >= 0,
           "--backend-threads must be >= 0 (0: all cores), got " + std::to_string(backend.threads));
   require(backend.kv_block_tokens >= 1,
@@ -408,8 +414,10 @@ class EngineImpl final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> make_engine(const EngineOptions& options) {
-  options.validate();
-  return std::make_unique<EngineImpl>(options);
+  EngineOptions resolved = options;
+  resolved.backend.name = resolve_backend_name(options.backend.name);
+  resolved.validate();
+  return std::make_unique<EngineImpl>(resolved);
 }
 
 }  // namespace troupe

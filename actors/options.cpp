@@ -1,5 +1,7 @@
 #include "actors/options.hpp"
 
+#include "gpu/backend.hpp"
+
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -140,8 +142,8 @@ void add_model_options(po::options_description& description) {
       ("model,m", po::value<std::string>()->value_name("PATH")
                     ->default_value(default_model_path().string()),
        "GGUF model file")
-      ("backend", po::value<std::string>()->value_name("NAME")->default_value("cpu"),
-       "compute backend: cpu, cuda or sim")
+      ("backend", po::value<std::string>()->value_name("NAME")->default_value("auto"),
+       "compute backend: auto (cuda when a GPU can run it, else cpu), cpu, cuda or sim")
       ("backend-threads", po::value<int>()->value_name("N")->default_value(0),
        "threads of the compute pool (0: one per logical core)");
 }
@@ -149,10 +151,11 @@ void add_model_options(po::options_description& description) {
 ModelOptions read_model_options(const po::variables_map& values) {
   ModelOptions options;
   options.model = values.at("model").as<std::string>();
-  options.backend = values.at("backend").as<std::string>();
-  if (options.backend != "cpu" && options.backend != "cuda" && options.backend != "sim")
-    throw OptionsError("--backend: unknown backend '" + options.backend +
-                       "' (expected cpu, cuda or sim)");
+  const std::string& backend = values.at("backend").as<std::string>();
+  if (backend != "auto" && backend != "cpu" && backend != "cuda" && backend != "sim")
+    throw OptionsError("--backend: unknown backend '" + backend +
+                       "' (expected auto, cpu, cuda or sim)");
+  options.backend = resolve_backend_name(backend, &options.backend_fallback);
   options.backend_threads = read_in_range(values, "backend-threads", 0, 4096);
   return options;
 }

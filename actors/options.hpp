@@ -64,7 +64,8 @@ T read_in_range(const boost::program_options::variables_map& values, const std::
 // --model, --backend, --backend-threads.
 struct ModelOptions {
   std::filesystem::path model;   // GGUF file
-  std::string backend;           // "cpu", "cuda" or "sim"
+  std::string backend;           // "cpu", "cuda" or "sim" ("auto" resolved when read)
+  std::string backend_fallback;  // non-empty when auto fell back to cpu: why, for a log line
   int backend_threads = 0;       // compute pool size; 0: one per logical core
 };
 void add_model_options(boost::program_options::options_description& description);

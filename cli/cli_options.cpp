@@ -34,6 +34,8 @@ void add_generation_options(po::options_description& description, int default_ma
 GenerationOptions read_generation_options(const po::variables_map& values) {
   GenerationOptions options;
   options.model = read_model_options(values);
+  if (!options.model.backend_fallback.empty())
+    std::cerr << "troupe: " << options.model.backend_fallback << "\n";
   options.max_tokens = read_in_range<int>(values, "n-predict", 0, 1 << 20);
   options.context = read_in_range<int>(values, "ctx", 0, 1 << 20);
   options.ignore_eos = values.at("ignore-eos").as<bool>();

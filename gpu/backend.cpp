@@ -15,7 +15,21 @@ std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOption
   if (options.name == "cpu") return make_cpu_backend(desc, options);
   if (options.name == "sim") return make_sim_backend(options);
   if (options.name == "cuda") return make_cuda_backend(desc, options);
-  throw std::invalid_argument("unknown backend '" + options.name + "' (available: cpu, cuda, sim)");
+  if (options.name == "auto") {
+    BackendOptions resolved = options;
+    resolved.name = resolve_backend_name(options.name);
+    return make_backend(desc, resolved);
+  }
+  throw std::invalid_argument("unknown backend '" + options.name +
+                              "' (available: auto, cpu, cuda, sim)");
+}
+
+std::string resolve_backend_name(const std::string& name, std::string* fallback) {
+  if (name != "auto") return name;
+  const std::optional<std::string> why = cuda_unavailable_reason();
+  if (!why) return "cuda";
+  if (fallback) *fallback = "no usable GPU (" + *why + "): using the cpu backend";
+  return "cpu";
 }
 
 #ifndef TROUPE_HAVE_CUDA

@@ -70,6 +70,11 @@ class Backend {
 // or unusable options (the message lists what is accepted).
 std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOptions& options);
 
+// The backend a name stands for: "auto" is "cuda" when a CUDA device can run it, else
+// "cpu", and then *fallback (when given) receives the reason, for the caller's log line;
+// every other name is returned unchanged (make_backend judges it).
+std::string resolve_backend_name(const std::string& name, std::string* fallback = nullptr);
+
 // The checks step() promises, shared by every backend; throws as step() documents.
 void validate_batch(std::span<const SeqStep> batch, const ModelDesc& desc, const KvPool& kv,
                     int max_batch_tokens);
