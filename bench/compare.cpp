@@ -118,10 +118,10 @@ Comparison compare_results(const Json& base, const Json& next, bool all_figures)
   Comparison comparison;
   comparison.suite = next.value("suite", std::string("?"));
   if (base.value("suite", std::string("?")) != comparison.suite)
-    throw std::invalid_argument(fmt::format("BASE holds suite '{}' and NEW suite '{}': compare "
-                                            "results of the same suite",
-                                            base.value("suite", std::string("?")),
-                                            comparison.suite));
+    throw std::invalid_argument(
+        fmt::format("BASE holds suite '{}' and NEW suite '{}': compare "
+                    "results of the same suite",
+                    base.value("suite", std::string("?")), comparison.suite));
   comparison.simulated = base.value("simulated", false) || next.value("simulated", false);
   if (base.value("simulated", false) != next.value("simulated", false))
     comparison.notes.push_back("one file is simulated and the other is not");
@@ -137,7 +137,8 @@ Comparison compare_results(const Json& base, const Json& next, bool all_figures)
 
   const std::vector<std::string> headline = headline_of(next);
   std::map<std::string, const Json*> base_by_key;
-  for (const Json& result : base_results) base_by_key[result_key(result, axes_of(base, result))] = &result;
+  for (const Json& result : base_results)
+    base_by_key[result_key(result, axes_of(base, result))] = &result;
   std::map<std::string, bool> matched;
   for (const Json& result : next_results) {
     const std::vector<std::string> axes = axes_of(next, result);
@@ -221,7 +222,8 @@ int compare_main(const std::vector<std::string>& args, std::ostream& out) {
     if (arg == "--all") {
       all_figures = true;
     } else if (arg.rfind("--", 0) == 0) {
-      throw OptionsError("unknown option '" + arg + "' (usage: compare BASE.json NEW.json [--all])");
+      throw OptionsError("unknown option '" + arg +
+                         "' (usage: compare BASE.json NEW.json [--all])");
     } else {
       files.push_back(arg);
     }

@@ -16,12 +16,12 @@
 namespace troupe {
 
 struct ComparedFigure {
-  std::string result;     // the axes, e.g. "batch_size=8 runtime=actors sync=parking"
-  std::string figure;     // dotted path, e.g. "ttft_ms.p99"
+  std::string result;  // the axes, e.g. "batch_size=8 runtime=actors sync=parking"
+  std::string figure;  // dotted path, e.g. "ttft_ms.p99"
   double base = 0;
   double next = 0;
-  double ratio = 0;       // next / base; NaN when base is 0 or either is missing
-  std::string ranges;     // "overlap", "distinct" or "" when no range is known
+  double ratio = 0;    // next / base; NaN when base is 0 or either is missing
+  std::string ranges;  // "overlap", "distinct" or "" when no range is known
 };
 
 struct Comparison {
@@ -29,7 +29,7 @@ struct Comparison {
   bool simulated = false;
   std::vector<ComparedFigure> figures;
   std::vector<std::string> only_in_base, only_in_new;
-  std::vector<std::string> notes;   // machine or configuration differences
+  std::vector<std::string> notes;  // machine or configuration differences
 };
 
 // Throws std::invalid_argument when the documents are not results of one suite.

@@ -94,7 +94,8 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
       return error;
     };
     auto check = [](beast::error_code error) {
-      if (error == beast::error::timeout) throw std::runtime_error("no progress within the timeout");
+      if (error == beast::error::timeout)
+        throw std::runtime_error("no progress within the timeout");
       if (error) throw beast::system_error(error);
     };
     tcp::resolver resolver(io);
@@ -102,7 +103,8 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
     {
       beast::error_code error;
       stream.expires_after(timeout);
-      stream.async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { error = e; });
+      stream.async_connect(endpoints,
+                           [&](beast::error_code e, const tcp::endpoint&) { error = e; });
       io.restart();
       io.run();
       check(error);

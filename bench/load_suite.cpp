@@ -36,16 +36,14 @@ double parse_rate(const std::string& text) {
     if (used == text.size() && rate > 0 && std::isfinite(rate)) return rate;
   } catch (const std::exception&) {
   }
-  throw OptionsError("--rate: '" + text + "' is not a positive number of requests per second or inf");
+  throw OptionsError("--rate: '" + text +
+                     "' is not a positive number of requests per second or inf");
 }
 
 std::string request_body(const LoadConfig& config, const LoadPrompt& prompt) {
-  nlohmann::json body = {{"prompt", prompt.prompt},
-                         {"max_tokens", prompt.output_len},
-                         {"stream", true},
-                         {"stream_options", {{"include_usage", true}}},
-                         {"ignore_eos", true},
-                         {"temperature", 0}};
+  nlohmann::json body = {{"prompt", prompt.prompt}, {"max_tokens", prompt.output_len},
+                         {"stream", true},          {"stream_options", {{"include_usage", true}}},
+                         {"ignore_eos", true},      {"temperature", 0}};
   if (!config.model.empty()) body["model"] = config.model;
   return body.dump();
 }
@@ -141,8 +139,9 @@ po::options_description load_options() {
       ("seed", po::value<uint64_t>()->value_name("N")->default_value(1), "dataset and arrival seed")
       ("goodput", po::value<std::string>()->value_name("SLOS")->default_value(""),
        "service-level objectives in ms, e.g. ttft:500,tpot:50,e2e:10000")
-      ("served-model", po::value<std::string>()->value_name("NAME")->default_value(""),
-       "the request's \"model\" (default: none, the server's own)")
+      ("served-model-name", po::value<std::string>()->value_name("NAME")->default_value(""),
+       "the requests' \"model\": the server's --served-model-name (default: none, the "
+       "server's own)")
       ("api-key", po::value<std::string>()->value_name("KEY")->default_value(""),
        "sent as Authorization: Bearer KEY")
       ("timeout", po::value<int>()->value_name("S")->default_value(600),
@@ -175,7 +174,7 @@ LoadConfig read_load_config(const po::variables_map& values) {
   } catch (const std::invalid_argument& error) {
     throw OptionsError(std::string("--goodput: ") + error.what());
   }
-  config.model = values.at("served-model").as<std::string>();
+  config.model = values.at("served-model-name").as<std::string>();
   config.api_key = values.at("api-key").as<std::string>();
   config.timeout_seconds = read_in_range(values, "timeout", 1, 86'400);
   if (values.count("json")) config.json = values.at("json").as<std::string>();
@@ -184,13 +183,14 @@ LoadConfig read_load_config(const po::variables_map& values) {
 }
 
 void print_load_report(std::ostream& out, const LoadConfig& config, const LoadSummary& s) {
-  out << fmt::format("\nload: {} requests to {}, rate {}, burstiness {:g}, max concurrency {}, "
-                     "dataset {} ({} in / {} out tokens)\n",
-                     config.requests, config.url,
-                     std::isinf(config.rate) ? std::string("inf") : fmt::format("{:g}/s", config.rate),
-                     config.burstiness,
-                     config.max_concurrency ? std::to_string(config.max_concurrency) : "unbounded",
-                     config.dataset.kind, config.dataset.input_len, config.dataset.output_len);
+  out << fmt::format(
+      "\nload: {} requests to {}, rate {}, burstiness {:g}, max concurrency {}, "
+      "dataset {} ({} in / {} out tokens)\n",
+      config.requests, config.url,
+      std::isinf(config.rate) ? std::string("inf") : fmt::format("{:g}/s", config.rate),
+      config.burstiness,
+      config.max_concurrency ? std::to_string(config.max_concurrency) : "unbounded",
+      config.dataset.kind, config.dataset.input_len, config.dataset.output_len);
   TextTable totals({{"figure", Align::Left}, {"value"}});
   totals.add_row({"completed / failed", fmt::format("{} / {}", s.completed, s.failed)});
   totals.add_row({"duration s", format_fixed(s.duration, 2)});
@@ -215,41 +215,43 @@ void print_load_report(std::ostream& out, const LoadConfig& config, const LoadSu
 }
 
 nlohmann::json load_json(const LoadConfig& config, const LoadSummary& s) {
-  return {{"suite", "load"},
-          {"axes", {"rate", "max_concurrency", "dataset"}},
-          {"headline", {"output_tok_per_s", "request_per_s", "ttft_ms.p99", "tpot_ms.p99",
-                        "itl_ms.p99", "goodput_per_s"}},
-          {"config",
-           {{"url", config.url},
-            {"requests", config.requests},
-            {"rate", std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate)},
-            {"burstiness", config.burstiness},
-            {"max_concurrency", config.max_concurrency},
-            {"dataset", config.dataset.kind},
-            {"input_len", config.dataset.input_len},
-            {"output_len", config.dataset.output_len},
-            {"prefix_len", config.dataset.prefix_len},
-            {"seed", config.dataset.seed},
-            {"goodput", config.goodput}}},
-          {"machine", to_json(collect_machine_facts())},
-          {"results",
-           {{{"rate", std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate)},
-             {"max_concurrency", config.max_concurrency},
-             {"dataset", config.dataset.kind},
-             {"completed", s.completed},
-             {"failed", s.failed},
-             {"failures", s.failures},
-             {"duration_s", s.duration},
-             {"request_per_s", s.request_per_s},
-             {"output_tok_per_s", s.output_tok_per_s},
-             {"total_tok_per_s", s.total_tok_per_s},
-             {"goodput_per_s", s.goodput_per_s},
-             {"goodput_fraction", s.goodput_fraction},
-             {"peak_concurrency", s.peak_concurrency},
-             {"ttft_ms", distribution_json(s.ttft_ms)},
-             {"tpot_ms", distribution_json(s.tpot_ms)},
-             {"itl_ms", distribution_json(s.itl_ms)},
-             {"e2e_ms", distribution_json(s.e2e_ms)}}}}};
+  return {
+      {"suite", "load"},
+      {"axes", {"rate", "max_concurrency", "dataset"}},
+      {"headline",
+       {"output_tok_per_s", "request_per_s", "ttft_ms.p99", "tpot_ms.p99", "itl_ms.p99",
+        "goodput_per_s"}},
+      {"config",
+       {{"url", config.url},
+        {"requests", config.requests},
+        {"rate", std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate)},
+        {"burstiness", config.burstiness},
+        {"max_concurrency", config.max_concurrency},
+        {"dataset", config.dataset.kind},
+        {"input_len", config.dataset.input_len},
+        {"output_len", config.dataset.output_len},
+        {"prefix_len", config.dataset.prefix_len},
+        {"seed", config.dataset.seed},
+        {"goodput", config.goodput}}},
+      {"machine", to_json(collect_machine_facts())},
+      {"results",
+       {{{"rate", std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate)},
+         {"max_concurrency", config.max_concurrency},
+         {"dataset", config.dataset.kind},
+         {"completed", s.completed},
+         {"failed", s.failed},
+         {"failures", s.failures},
+         {"duration_s", s.duration},
+         {"request_per_s", s.request_per_s},
+         {"output_tok_per_s", s.output_tok_per_s},
+         {"total_tok_per_s", s.total_tok_per_s},
+         {"goodput_per_s", s.goodput_per_s},
+         {"goodput_fraction", s.goodput_fraction},
+         {"peak_concurrency", s.peak_concurrency},
+         {"ttft_ms", distribution_json(s.ttft_ms)},
+         {"tpot_ms", distribution_json(s.tpot_ms)},
+         {"itl_ms", distribution_json(s.itl_ms)},
+         {"e2e_ms", distribution_json(s.e2e_ms)}}}}};
 }
 
 LoadSummary run_load_suite(const LoadConfig& config, std::ostream& out) {
@@ -289,8 +291,8 @@ LoadSummary run_load_suite(const LoadConfig& config, std::ostream& out) {
   for (const LoadRequestResult& result : results)
     any_connected = any_connected || result.failure.rfind("connection: ", 0) != 0;
   if (!any_connected)
-    throw std::runtime_error("no request reached " + config.url + " (" +
-                             results.front().failure + "); is the server running?");
+    throw std::runtime_error("no request reached " + config.url + " (" + results.front().failure +
+                             "); is the server running?");
   print_load_report(out, config, summary);
   if (config.json) write_json_file(*config.json, load_json(config, summary));
   if (config.csv) {

@@ -27,13 +27,13 @@ namespace troupe {
 struct LoadConfig {
   std::string url = "http://127.0.0.1:8080";
   int requests = 200;
-  double rate = 4;               // requests per second; infinity: all at once
+  double rate = 4;  // requests per second; infinity: all at once
   double burstiness = 1;
-  int max_concurrency = 0;       // 0: unbounded
+  int max_concurrency = 0;  // 0: unbounded
   DatasetSpec dataset;
-  std::string goodput;           // the SLO text as given
+  std::string goodput;  // the SLO text as given
   Slo slo;
-  std::string model;             // "model" field; "" to let the server use its own
+  std::string model;  // "model" field; "" to let the server use its own
   std::string api_key;
   int timeout_seconds = 600;
   std::optional<std::filesystem::path> json, csv;

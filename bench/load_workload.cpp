@@ -49,8 +49,9 @@ std::vector<LoadPrompt> read_jsonl(const DatasetSpec& spec, int count) {
       fail("expected an object with \"prompt\" (text or token ids)");
     const nlohmann::json& prompt = value["prompt"];
     const bool tokens = prompt.is_array() && !prompt.empty() &&
-                        std::all_of(prompt.begin(), prompt.end(),
-                                    [](const nlohmann::json& id) { return id.is_number_integer(); });
+                        std::all_of(prompt.begin(), prompt.end(), [](const nlohmann::json& id) {
+                          return id.is_number_integer();
+                        });
     if (!(prompt.is_string() && !prompt.get<std::string>().empty()) && !tokens)
       fail("\"prompt\" must be non-empty text or an array of token ids");
     int output_len = spec.output_len;
@@ -63,7 +64,8 @@ std::vector<LoadPrompt> read_jsonl(const DatasetSpec& spec, int count) {
   }
   if (lines.empty()) throw std::runtime_error("--dataset '" + spec.kind + "' holds no prompt");
   std::vector<LoadPrompt> prompts;
-  for (int i = 0; i < count; ++i) prompts.push_back(lines[static_cast<std::size_t>(i) % lines.size()]);
+  for (int i = 0; i < count; ++i)
+    prompts.push_back(lines[static_cast<std::size_t>(i) % lines.size()]);
   return prompts;
 }
 
@@ -121,12 +123,17 @@ Slo parse_slo(const std::string& text) {
     } catch (const std::exception&) {
     }
     if (!(value > 0))
-      throw std::invalid_argument("'" + item + "': expected NAME:MILLISECONDS with NAME ttft, "
+      throw std::invalid_argument("'" + item +
+                                  "': expected NAME:MILLISECONDS with NAME ttft, "
                                   "tpot or e2e and a positive number");
-    if (name == "ttft") slo.ttft_ms = value;
-    else if (name == "tpot") slo.tpot_ms = value;
-    else if (name == "e2e") slo.e2e_ms = value;
-    else throw std::invalid_argument("'" + name + "': unknown SLO (expected ttft, tpot or e2e)");
+    if (name == "ttft")
+      slo.ttft_ms = value;
+    else if (name == "tpot")
+      slo.tpot_ms = value;
+    else if (name == "e2e")
+      slo.e2e_ms = value;
+    else
+      throw std::invalid_argument("'" + name + "': unknown SLO (expected ttft, tpot or e2e)");
     start = end + 1;
   }
   return slo;
@@ -162,11 +169,14 @@ LoadRequestResult read_completion_stream(const std::vector<std::pair<double, std
       continue;
     const nlohmann::json& choice = event["choices"][0];
     const nlohmann::json text = choice.contains("text") ? choice["text"]
-                                : choice.contains("delta") ? choice["delta"].value("content", nlohmann::json())
-                                                           : nlohmann::json();
+                                : choice.contains("delta")
+                                    ? choice["delta"].value("content", nlohmann::json())
+                                    : nlohmann::json();
     if (!text.is_string() || text.get<std::string>().empty()) continue;
-    if (last_content) result.itl.push_back(at - *last_content);
-    else result.ttft = at;
+    if (last_content)
+      result.itl.push_back(at - *last_content);
+    else
+      result.ttft = at;
     last_content = at;
     ++content_events;
   }
@@ -203,13 +213,13 @@ LoadSummary summarize_load(const std::vector<LoadRequestResult>& results, const 
     ttft.push_back(result.ttft);
     e2e.push_back(result.e2e);
     itl.insert(itl.end(), result.itl.begin(), result.itl.end());
-    const double request_tpot = result.output_tokens > 1
-                                    ? (result.e2e - result.ttft) / (result.output_tokens - 1)
-                                    : nan();
+    const double request_tpot =
+        result.output_tokens > 1 ? (result.e2e - result.ttft) / (result.output_tokens - 1) : nan();
     if (!std::isnan(request_tpot)) tpot.push_back(request_tpot);
-    const bool meets = (!slo.ttft_ms || result.ttft * 1e3 <= *slo.ttft_ms) &&
-                       (!slo.tpot_ms || std::isnan(request_tpot) || request_tpot * 1e3 <= *slo.tpot_ms) &&
-                       (!slo.e2e_ms || result.e2e * 1e3 <= *slo.e2e_ms);
+    const bool meets =
+        (!slo.ttft_ms || result.ttft * 1e3 <= *slo.ttft_ms) &&
+        (!slo.tpot_ms || std::isnan(request_tpot) || request_tpot * 1e3 <= *slo.tpot_ms) &&
+        (!slo.e2e_ms || result.e2e * 1e3 <= *slo.e2e_ms);
     if (meets) ++good;
   }
   const double seconds = duration > 0 ? duration : nan();

@@ -26,15 +26,15 @@ inline constexpr int32_t kRandomTokenFirst = 10;
 inline constexpr int32_t kRandomTokenEnd = 1000;
 
 struct LoadPrompt {
-  nlohmann::json prompt;   // a string or an array of token ids, as /v1/completions takes it
+  nlohmann::json prompt;  // a string or an array of token ids, as /v1/completions takes it
   int output_len = 0;
 };
 
 struct DatasetSpec {
-  std::string kind = "random";   // random | shared-prefix | a .jsonl path
+  std::string kind = "random";  // random | shared-prefix | a .jsonl path
   int input_len = 128;
   int output_len = 128;
-  int prefix_len = 0;            // shared-prefix: 0 means input_len / 2
+  int prefix_len = 0;  // shared-prefix: 0 means input_len / 2
   uint64_t seed = 1;
 };
 
@@ -53,10 +53,10 @@ Slo parse_slo(const std::string& text);
 
 struct LoadRequestResult {
   bool ok = false;
-  std::string failure;        // "" when ok; the HTTP status ("429") or the connection error
-  double start = 0;           // seconds from the benchmark's start, when sent
-  double ttft = 0, e2e = 0;   // seconds from sending
-  std::vector<double> itl;    // gaps between content events, seconds
+  std::string failure;       // "" when ok; the HTTP status ("429") or the connection error
+  double start = 0;          // seconds from the benchmark's start, when sent
+  double ttft = 0, e2e = 0;  // seconds from sending
+  std::vector<double> itl;   // gaps between content events, seconds
   int prompt_tokens = 0;
   int output_tokens = 0;
 };
@@ -71,9 +71,9 @@ struct LoadSummary {
   std::map<std::string, int> failures;  // by status or error
   double duration = 0;                  // start -> last response end, seconds
   double request_per_s = 0, output_tok_per_s = 0, total_tok_per_s = 0;
-  double goodput_per_s = 0;             // completed requests meeting every SLO, per second
-  double goodput_fraction = 0;          // of the completed requests
-  Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms;   // NaN when nothing completed
+  double goodput_per_s = 0;     // completed requests meeting every SLO, per second
+  double goodput_fraction = 0;  // of the completed requests
+  Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms;  // NaN when nothing completed
   int peak_concurrency = 0;
 };
 

@@ -62,8 +62,7 @@ std::string gnuplot_script(const PlotSpec& spec, const std::filesystem::path& sv
     for (std::size_t s = 0; s < panels[p]->series.size(); ++s) {
       if (!has_point(panels[p]->series[s])) continue;
       script += fmt::format("{}$p{}s{} using 1:2 with linespoints lw 2 title {}",
-                            first ? "" : ", \\\n     ", p, s,
-                            quoted(panels[p]->series[s].name));
+                            first ? "" : ", \\\n     ", p, s, quoted(panels[p]->series[s].name));
       first = false;
     }
     script += "\n";
@@ -82,8 +81,10 @@ void write_plot_svg(const PlotSpec& spec, const std::filesystem::path& svg_path)
     if (!out) throw std::runtime_error("failed writing '" + script_path.string() + "'");
   }
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
-    throw std::runtime_error("--plot needs gnuplot (apt-get install gnuplot-nox, or "
-                             "scripts/setup); the script is in '" + script_path.string() + "'");
+    throw std::runtime_error(
+        "--plot needs gnuplot (apt-get install gnuplot-nox, or "
+        "scripts/setup); the script is in '" +
+        script_path.string() + "'");
   const std::string command = "gnuplot " + shell_quoted(script_path.string()) + " 2>&1";
   if (std::system(command.c_str()) != 0)
     throw std::runtime_error("gnuplot failed on '" + script_path.string() + "'");

@@ -13,7 +13,7 @@ namespace troupe {
 
 struct PlotSeries {
   std::string name;
-  std::vector<double> x, y;   // same length; NaN points are left out
+  std::vector<double> x, y;  // same length; NaN points are left out
 };
 
 struct PlotPanel {
@@ -25,7 +25,7 @@ struct PlotPanel {
 struct PlotSpec {
   std::string title;
   std::string x_label;
-  bool log2_x = false;        // thread counts and batch sizes double
+  bool log2_x = false;  // thread counts and batch sizes double
   std::vector<PlotPanel> panels;
 };
 

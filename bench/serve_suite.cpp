@@ -29,8 +29,7 @@ bool parse_on_off(std::string_view text) {
   throw std::invalid_argument("expected on or off");
 }
 
-Summary summary_of(const std::vector<ServeRun>& runs, double ServeRun::*figure,
-                   double scale = 1) {
+Summary summary_of(const std::vector<ServeRun>& runs, double ServeRun::*figure, double scale = 1) {
   std::vector<double> values;
   for (const ServeRun& run : runs)
     if (std::isfinite(run.*figure)) values.push_back(run.*figure * scale);
@@ -72,7 +71,8 @@ std::string mib_text(double bytes) {
 // Lock contention summed over every shared state, or the deepest mailbox.
 std::string contention_text(const ServeRow& row) {
   uint64_t calls = 0, contended = 0;
-  for (const SharingRow& sharing : row.sharing) calls += sharing.calls, contended += sharing.contended_calls;
+  for (const SharingRow& sharing : row.sharing)
+    calls += sharing.calls, contended += sharing.contended_calls;
   if (calls == 0) return "-";
   return fmt::format("{:.2f} %", 100.0 * double(contended) / double(calls));
 }
@@ -92,8 +92,10 @@ std::string depth_text(const ServeRow& row) {
 }  // namespace
 
 std::string label(const ServeCombination& combination) {
-  std::string text = fmt::format("{}/{}", to_string(combination.runtime), to_string(combination.sync));
-  if (combination.granularity != KvGranularity::Step) text += "/" + std::string(to_string(combination.granularity));
+  std::string text =
+      fmt::format("{}/{}", to_string(combination.runtime), to_string(combination.sync));
+  if (combination.granularity != KvGranularity::Step)
+    text += "/" + std::string(to_string(combination.granularity));
   if (!combination.prefix_cache) text += "/no-prefix";
   return text;
 }
@@ -115,7 +117,8 @@ po::options_description serve_options() {
        "backend sim: multiplies every simulated step time (0: no waiting, for tests)")
       ("prompt-batchsize", po::value<std::string>()->value_name("LIST")->default_value("8"),
        "concurrent requests per run, comma-separated")
-      ("n-prompt", po::value<int>()->value_name("N")->default_value(64), "prompt tokens per request")
+      ("n-prompt", po::value<int>()->value_name("N")->default_value(64),
+       "prompt tokens per request")
       ("n-gen", po::value<int>()->value_name("N")->default_value(16),
        "generated tokens per request (EOS ignored)")
       ("shared-prefix", po::value<int>()->value_name("N")->default_value(0),
@@ -184,8 +187,8 @@ std::pair<std::vector<ServeCombination>, std::vector<SkippedCombination>> serve_
         for (bool prefix_cache : config.prefix_cache) {
           const ServeCombination combination{runtime, sync, granularity, prefix_cache};
           if (runtime == Runtime::Threads && sync == SyncMode::Actor)
-            skipped.push_back({combination,
-                               "the threads runtime has no actor to own the shared state"});
+            skipped.push_back(
+                {combination, "the threads runtime has no actor to own the shared state"});
           else
             run.push_back(combination);
         }
@@ -212,8 +215,8 @@ EngineOptions engine_options(const ServeConfig& config, const ServeCombination& 
   options.planner.max_batch_tokens = config.max_batch_tokens;
   options.planner.max_seqs = config.max_seqs;
   options.planner.max_queued =
-      std::max(options.planner.max_queued, *std::max_element(config.batch_sizes.begin(),
-                                                              config.batch_sizes.end()) + 1);
+      std::max(options.planner.max_queued,
+               *std::max_element(config.batch_sizes.begin(), config.batch_sizes.end()) + 1);
   options.request_timeout = std::chrono::seconds(config.timeout_seconds);
   return options;
 }
@@ -240,8 +243,9 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
         e2e.push_back(request.e2e);
         queue.push_back(request.queue);
         const std::size_t n = request.token_times.size();
-        if (n > 1) tpot.push_back((request.token_times.back() - request.token_times.front()) /
-                                  static_cast<double>(n - 1));
+        if (n > 1)
+          tpot.push_back((request.token_times.back() - request.token_times.front()) /
+                         static_cast<double>(n - 1));
         for (std::size_t i = 1; i < n; ++i)
           itl.push_back(request.token_times[i] - request.token_times[i - 1]);
       }
@@ -272,8 +276,10 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
     rows.push_back(std::move(row));
   }
   for (std::size_t c = 0; c < rows.size(); ++c) {
-    rows[c].ratio_to_first = ratio(rows[c].output_tok_per_s.median, rows[0].output_tok_per_s.median);
-    if (c > 0) rows[c].overlaps_first = ranges_overlap(rows[c].output_tok_per_s, rows[0].output_tok_per_s);
+    rows[c].ratio_to_first =
+        ratio(rows[c].output_tok_per_s.median, rows[0].output_tok_per_s.median);
+    if (c > 0)
+      rows[c].overlaps_first = ranges_overlap(rows[c].output_tok_per_s, rows[0].output_tok_per_s);
   }
   return rows;
 }
@@ -281,11 +287,12 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
 void print_serve_table(std::ostream& out, const ServeConfig& config, int batch_size,
                        const std::vector<ServeRow>& rows) {
   const std::string backend = rows.empty() ? config.model.backend : rows.front().backend;
-  out << fmt::format("\nserve{}: batch {} x ({} prompt + {} generated tokens), {} worker{}, {}, "
-                     "{} repetition{} (interleaved)\n",
-                     config.simulated() ? " (simulated)" : "", batch_size, config.n_prompt,
-                     config.n_gen, config.workers, config.workers == 1 ? "" : "s", backend,
-                     config.repetitions, config.repetitions == 1 ? "" : "s");
+  out << fmt::format(
+      "\nserve{}: batch {} x ({} prompt + {} generated tokens), {} worker{}, {}, "
+      "{} repetition{} (interleaved)\n",
+      config.simulated() ? " (simulated)" : "", batch_size, config.n_prompt, config.n_gen,
+      config.workers, config.workers == 1 ? "" : "s", backend, config.repetitions,
+      config.repetitions == 1 ? "" : "s");
   std::vector<Column> columns{{"figure", Align::Left}};
   for (const ServeRow& row : rows) columns.push_back({label(row.combination)});
   TextTable table(columns);
@@ -296,19 +303,25 @@ void print_serve_table(std::ostream& out, const ServeConfig& config, int batch_s
   };
   auto si = [](double value) { return format_si(value); };
   auto fixed1 = [](double value) { return format_fixed(value, 1); };
-  add("output tok/s (wall)", [&](const ServeRow& r) { return median_range(r.output_tok_per_s, si); });
+  add("output tok/s (wall)",
+      [&](const ServeRow& r) { return median_range(r.output_tok_per_s, si); });
   add("  ratio to first", [&](const ServeRow& r) { return ratio_text(r); });
   add("total tok/s (wall)", [&](const ServeRow& r) { return median_range(r.total_tok_per_s, si); });
   add("prompt tok/s", [&](const ServeRow& r) { return median_range(r.prompt_tok_per_s, si); });
-  add("generation tok/s", [&](const ServeRow& r) { return median_range(r.generation_tok_per_s, si); });
+  add("generation tok/s",
+      [&](const ServeRow& r) { return median_range(r.generation_tok_per_s, si); });
   add("wall s", [&](const ServeRow& r) {
     return median_range(r.wall_seconds, [](double v) { return format_fixed(v, 3); });
   });
   const std::pair<const char*, Distribution ServeRow::*> latencies[] = {
-      {"ttft", &ServeRow::ttft_ms}, {"tpot", &ServeRow::tpot_ms}, {"itl", &ServeRow::itl_ms},
-      {"e2e", &ServeRow::e2e_ms}, {"queue", &ServeRow::queue_ms}};
+      {"ttft", &ServeRow::ttft_ms},
+      {"tpot", &ServeRow::tpot_ms},
+      {"itl", &ServeRow::itl_ms},
+      {"e2e", &ServeRow::e2e_ms},
+      {"queue", &ServeRow::queue_ms}};
   for (const auto& [name, member] : latencies) {
-    add(fmt::format("{} ms mean", name), [&](const ServeRow& r) { return format_fixed((r.*member).mean, 2); });
+    add(fmt::format("{} ms mean", name),
+        [&](const ServeRow& r) { return format_fixed((r.*member).mean, 2); });
     add("  p50", [&](const ServeRow& r) { return format_fixed((r.*member).p50, 2); });
     add("  p90", [&](const ServeRow& r) { return format_fixed((r.*member).p90, 2); });
     add("  p99", [&](const ServeRow& r) { return format_fixed((r.*member).p99, 2); });
@@ -316,12 +329,14 @@ void print_serve_table(std::ostream& out, const ServeConfig& config, int batch_s
   add("worker utilization %", [&](const ServeRow& r) {
     return median_range(r.worker_utilization, [](double v) { return format_fixed(100 * v, 1); });
   });
-  add("idle gap mean us", [&](const ServeRow& r) { return median_range(r.idle_gap_mean_us, fixed1); });
+  add("idle gap mean us",
+      [&](const ServeRow& r) { return median_range(r.idle_gap_mean_us, fixed1); });
   add("peak RSS MiB", [&](const ServeRow& r) { return mib_text(r.peak_rss_bytes); });
   add("peak KV blocks", [&](const ServeRow& r) { return std::to_string(r.peak_kv_blocks); });
   add(config.simulated() ? "peak KV MiB (simulated)" : "peak KV MiB",
       [&](const ServeRow& r) { return mib_text(double(r.peak_kv_bytes)); });
-  add("prefix hit rate %", [&](const ServeRow& r) { return format_fixed(100 * r.prefix_hit_rate, 1); });
+  add("prefix hit rate %",
+      [&](const ServeRow& r) { return format_fixed(100 * r.prefix_hit_rate, 1); });
   add("preemptions", [&](const ServeRow& r) { return std::to_string(r.preemptions); });
   add("contended calls", [&](const ServeRow& r) { return contention_text(r); });
   add("lock wait / actor rtt", [&](const ServeRow& r) { return wait_text(r); });
@@ -341,11 +356,13 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
       {"suite", "serve"},
       {"simulated", config.simulated()},
       {"axes", {"batch_size", "runtime", "sync", "kv_granularity", "prefix_cache"}},
-      {"headline", {"output_tok_per_s.median", "total_tok_per_s.median", "batching_gain", "ttft_ms.p99",
-                    "itl_ms.p99", "e2e_ms.p99", "worker_utilization.median", "peak_rss_bytes"}},
+      {"headline",
+       {"output_tok_per_s.median", "total_tok_per_s.median", "batching_gain", "ttft_ms.p99",
+        "itl_ms.p99", "e2e_ms.p99", "worker_utilization.median", "peak_rss_bytes"}},
       {"config",
        {{"backend", config.model.backend},
-        {"model", config.simulated() ? "simulated " + config.sim_profile : config.model.model.string()},
+        {"model",
+         config.simulated() ? "simulated " + config.sim_profile : config.model.model.string()},
         {"sim_profile", config.simulated() ? nlohmann::json(config.sim_profile) : nullptr},
         {"sim_time_scale", config.simulated() ? nlohmann::json(config.sim_time_scale) : nullptr},
         {"backend_threads", config.model.backend_threads},
@@ -357,7 +374,8 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
         {"seed", config.seed},
         {"runtime", names(config.runtimes, [](Runtime r) { return std::string(to_string(r)); })},
         {"sync", names(config.sync, [](SyncMode s) { return std::string(to_string(s)); })},
-        {"kv_granularity", names(config.granularity, [](KvGranularity g) { return std::string(to_string(g)); })},
+        {"kv_granularity",
+         names(config.granularity, [](KvGranularity g) { return std::string(to_string(g)); })},
         {"prefix_cache", config.prefix_cache},
         {"workers", config.workers},
         {"max_batch_tokens", config.max_batch_tokens},
@@ -368,16 +386,18 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
       {"skipped", nlohmann::json::array()},
       {"results", nlohmann::json::array()}};
   for (const SkippedCombination& skip : skipped)
-    document["skipped"].push_back({{"combination", label(skip.combination)}, {"reason", skip.reason}});
+    document["skipped"].push_back(
+        {{"combination", label(skip.combination)}, {"reason", skip.reason}});
   for (const ServeRow& row : rows) {
     nlohmann::json sharing = nlohmann::json::object();
     for (const SharingRow& s : row.sharing)
-      sharing[s.name] = {{"calls", s.calls},
-                         {"contended_calls", s.contended_calls},
-                         {"contended_fraction", s.calls ? double(s.contended_calls) / double(s.calls) : 0.0},
-                         {"wait_ms_total", double(s.wait_ns_total) / 1e6},
-                         {"wait_ms_longest", double(s.wait_ns_longest) / 1e6},
-                         {"mailbox_depth_max", s.mailbox_depth_max}};
+      sharing[s.name] = {
+          {"calls", s.calls},
+          {"contended_calls", s.contended_calls},
+          {"contended_fraction", s.calls ? double(s.contended_calls) / double(s.calls) : 0.0},
+          {"wait_ms_total", double(s.wait_ns_total) / 1e6},
+          {"wait_ms_longest", double(s.wait_ns_longest) / 1e6},
+          {"mailbox_depth_max", s.mailbox_depth_max}};
     std::vector<double> output_repetitions;
     for (const ServeRun& run : row.runs) output_repetitions.push_back(run.output_tok_per_s);
     document["results"].push_back({
@@ -418,22 +438,32 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
 }
 
 std::vector<std::string> serve_csv_header() {
-  std::vector<std::string> header{"batch_size", "runtime", "sync", "kv_granularity", "prefix_cache",
-                                  "simulated", "output_tok_per_s_median", "output_tok_per_s_min",
-                                  "output_tok_per_s_max", "total_tok_per_s_median",
-                                  "prompt_tok_per_s_median", "generation_tok_per_s_median"};
+  std::vector<std::string> header{"batch_size",
+                                  "runtime",
+                                  "sync",
+                                  "kv_granularity",
+                                  "prefix_cache",
+                                  "simulated",
+                                  "output_tok_per_s_median",
+                                  "output_tok_per_s_min",
+                                  "output_tok_per_s_max",
+                                  "total_tok_per_s_median",
+                                  "prompt_tok_per_s_median",
+                                  "generation_tok_per_s_median"};
   for (const char* name : {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms"})
     for (const char* stat : {"mean", "p50", "p90", "p99"})
       header.push_back(fmt::format("{}_{}", name, stat));
-  for (const char* name : {"worker_utilization_median", "idle_gap_mean_us_median",
-                           "peak_rss_bytes", "peak_kv_blocks", "peak_kv_bytes",
-                           "prefix_hit_rate", "preemptions", "ratio_to_first"})
+  for (const char* name :
+       {"worker_utilization_median", "idle_gap_mean_us_median", "peak_rss_bytes", "peak_kv_blocks",
+        "peak_kv_bytes", "prefix_hit_rate", "preemptions", "ratio_to_first"})
     header.push_back(name);
   return header;
 }
 
 std::vector<std::string> serve_csv_fields(const ServeRow& row) {
-  auto number = [](double value) { return std::isfinite(value) ? fmt::format("{:.6g}", value) : ""; };
+  auto number = [](double value) {
+    return std::isfinite(value) ? fmt::format("{:.6g}", value) : "";
+  };
   std::vector<std::string> fields{std::to_string(row.batch_size),
                                   std::string(to_string(row.combination.runtime)),
                                   std::string(to_string(row.combination.sync)),
@@ -446,7 +476,8 @@ std::vector<std::string> serve_csv_fields(const ServeRow& row) {
                                   number(row.total_tok_per_s.median),
                                   number(row.prompt_tok_per_s.median),
                                   number(row.generation_tok_per_s.median)};
-  for (const Distribution* d : {&row.ttft_ms, &row.tpot_ms, &row.itl_ms, &row.e2e_ms, &row.queue_ms})
+  for (const Distribution* d :
+       {&row.ttft_ms, &row.tpot_ms, &row.itl_ms, &row.e2e_ms, &row.queue_ms})
     for (double value : {d->mean, d->p50, d->p90, d->p99}) fields.push_back(number(value));
   for (double value : {row.worker_utilization.median, row.idle_gap_mean_us.median,
                        row.peak_rss_bytes, double(row.peak_kv_blocks), double(row.peak_kv_bytes),
@@ -471,10 +502,11 @@ void set_batching_gain(std::vector<ServeRow>& rows) {
 void print_batching_gain(std::ostream& out, const ServeConfig& config,
                          const std::vector<ServeCombination>& combinations,
                          const std::vector<ServeRow>& rows) {
-  out << fmt::format("\nbatching gain{}: output tok/s (wall) at each batch size over the same "
-                     "combination's at batch {} (medians; 'overlap': the ranges share a point)\n",
-                     config.simulated() ? " (simulated)" : "",
-                     *std::min_element(config.batch_sizes.begin(), config.batch_sizes.end()));
+  out << fmt::format(
+      "\nbatching gain{}: output tok/s (wall) at each batch size over the same "
+      "combination's at batch {} (medians; 'overlap': the ranges share a point)\n",
+      config.simulated() ? " (simulated)" : "",
+      *std::min_element(config.batch_sizes.begin(), config.batch_sizes.end()));
   std::vector<Column> columns{{"batch", Align::Left}};
   for (const ServeCombination& combination : combinations) columns.push_back({label(combination)});
   TextTable table(columns);
@@ -483,8 +515,10 @@ void print_batching_gain(std::ostream& out, const ServeConfig& config,
     for (const ServeCombination& combination : combinations)
       for (const ServeRow& row : rows)
         if (row.batch_size == batch_size && label(row.combination) == label(combination)) {
-          std::string cell = std::isnan(row.batching_gain) ? "-" : fmt::format("{:.2f}x", row.batching_gain);
-          if (row.batching_gain_overlaps) cell += *row.batching_gain_overlaps ? " overlap" : " distinct";
+          std::string cell =
+              std::isnan(row.batching_gain) ? "-" : fmt::format("{:.2f}x", row.batching_gain);
+          if (row.batching_gain_overlaps)
+            cell += *row.batching_gain_overlaps ? " overlap" : " distinct";
           cells.push_back(cell);
         }
     table.add_row(std::move(cells));
@@ -546,23 +580,25 @@ std::vector<ServeRow> run_serve_suite(const ServeConfig& config, std::ostream& o
         const int batch_size = config.batch_sizes[b];
         const int width = 20, filled = static_cast<int>(width * done / total);
         progress.show(fmt::format("serve [{}{}] {}/{}  batch {}, {}, repetition {}/{}",
-                                  std::string(filled, '#'), std::string(width - filled, '.'),
-                                  done, total, batch_size, label(combinations[c]),
-                                  repetition + 1, config.repetitions));
+                                  std::string(filled, '#'), std::string(width - filled, '.'), done,
+                                  total, batch_size, label(combinations[c]), repetition + 1,
+                                  config.repetitions));
         const ServeWorkload workload{batch_size, config.n_prompt, config.n_gen,
                                      config.shared_prefix, config.seed};
         try {
-          runs[b][c].push_back(run_serve_workload(engine_options(config, combinations[c]), workload));
+          runs[b][c].push_back(
+              run_serve_workload(engine_options(config, combinations[c]), workload));
         } catch (const std::exception& error) {
           progress.clear();
-          throw std::runtime_error(fmt::format("batch {}, {}: {}", batch_size,
-                                               label(combinations[c]), error.what()));
+          throw std::runtime_error(
+              fmt::format("batch {}, {}: {}", batch_size, label(combinations[c]), error.what()));
         }
         ++done;
       });
   progress.clear();
   for (std::size_t b = 0; b < config.batch_sizes.size(); ++b) {
-    std::vector<ServeRow> rows = serve_rows(config.batch_sizes[b], combinations, std::move(runs[b]));
+    std::vector<ServeRow> rows =
+        serve_rows(config.batch_sizes[b], combinations, std::move(runs[b]));
     print_serve_table(out, config, config.batch_sizes[b], rows);
     all_rows.insert(all_rows.end(), rows.begin(), rows.end());
   }

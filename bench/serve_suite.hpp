@@ -55,7 +55,7 @@ struct ServeConfig {
   int workers = 1;
   int max_batch_tokens = 512;
   int max_seqs = 64;
-  int kv_mib = 0;              // 0: the backend's default (sim: 100 GiB, an H200's)
+  int kv_mib = 0;  // 0: the backend's default (sim: 100 GiB, an H200's)
   int timeout_seconds = 600;
   std::optional<std::filesystem::path> json, csv, plot;
 
@@ -87,16 +87,16 @@ struct ServeRow {
   Summary output_tok_per_s, total_tok_per_s, prompt_tok_per_s, generation_tok_per_s;
   Summary wall_seconds, worker_utilization, idle_gap_mean_us;
   Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms, queue_ms;
-  double peak_rss_bytes = 0;          // median; NaN when unreadable
-  int32_t peak_kv_blocks = 0;         // max over repetitions
+  double peak_rss_bytes = 0;   // median; NaN when unreadable
+  int32_t peak_kv_blocks = 0;  // max over repetitions
   uint64_t peak_kv_bytes = 0;
-  double prefix_hit_rate = 0;         // median
-  uint64_t preemptions = 0;           // all repetitions
-  std::vector<SharingRow> sharing;    // summed over repetitions (maxima: max)
-  double ratio_to_first = 0;          // output tok/s median over the first combination's
-  std::optional<bool> overlaps_first; // absent for the first combination
-  double batching_gain = 0;           // output tok/s median over the same combination's at
-                                      // the smallest batch size (set by set_batching_gain)
+  double prefix_hit_rate = 0;                  // median
+  uint64_t preemptions = 0;                    // all repetitions
+  std::vector<SharingRow> sharing;             // summed over repetitions (maxima: max)
+  double ratio_to_first = 0;                   // output tok/s median over the first combination's
+  std::optional<bool> overlaps_first;          // absent for the first combination
+  double batching_gain = 0;                    // output tok/s median over the same combination's at
+                                               // the smallest batch size (set by set_batching_gain)
   std::optional<bool> batching_gain_overlaps;  // absent at the smallest batch size
   std::string backend;
 };

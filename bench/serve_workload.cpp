@@ -75,8 +75,8 @@ std::string end_text(const EndEvent& end) {
 RequestTimes request_times(const EndEvent& end, int n_gen) {
   if (end.kind != EndKind::Finished || end.usage.completion_tokens != n_gen ||
       static_cast<int>(end.timings.token_times.size()) != n_gen)
-    throw std::runtime_error(fmt::format(
-        "a request did not generate exactly {} tokens: {}", n_gen, end_text(end)));
+    throw std::runtime_error(
+        fmt::format("a request did not generate exactly {} tokens: {}", n_gen, end_text(end)));
   RequestTimes times;
   times.queue = end.timings.queued;
   times.ttft = end.timings.first_token;

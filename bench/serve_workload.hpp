@@ -31,8 +31,8 @@ struct ServeWorkload {
   int batch_size = 1;
   int n_prompt = 64;
   int n_gen = 16;
-  int shared_prefix = 0;   // leading prompt tokens common to every request (<= n_prompt)
-  uint64_t seed = 1;       // the same seed gives the same prompts in every run
+  int shared_prefix = 0;  // leading prompt tokens common to every request (<= n_prompt)
+  uint64_t seed = 1;      // the same seed gives the same prompts in every run
 };
 
 // One request's end, in seconds from the arrival.
@@ -58,11 +58,11 @@ struct ServeRun {
   double idle_gap_mean_seconds = 0;  // NaN when no step was planned in the window
   int32_t peak_kv_blocks = 0;
   uint64_t peak_kv_bytes = 0;
-  double prefix_hit_rate = 0;        // cached prompt tokens / prompt tokens
+  double prefix_hit_rate = 0;  // cached prompt tokens / prompt tokens
   uint64_t preemptions = 0;
   std::optional<uint64_t> peak_rss_bytes;
   std::vector<std::pair<std::string, SharingStats>> sharing;  // this run's calls only
-  std::string backend;               // Backend::name() ("sim (simulated ...)" for sim)
+  std::string backend;  // Backend::name() ("sim (simulated ...)" for sim)
   std::string model_source;
 };
 

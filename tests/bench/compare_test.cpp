@@ -17,15 +17,19 @@ namespace {
 using Json = nlohmann::json;
 
 Json locks_document(double std_median, double std_min, double std_max) {
-  return Json{{"suite", "locks"},
-              {"axes", {"sync", "threads"}},
-              {"headline", {"ops_per_s_median", "ns_per_op"}},
-              {"results",
-               {{{"sync", "std"}, {"threads", 2}, {"ops_per_s_median", std_median},
-                 {"ops_per_s_min", std_min}, {"ops_per_s_max", std_max}, {"ns_per_op", 10.0},
-                 {"min_share", 0.5}},
-                {{"sync", "spin"}, {"threads", 2}, {"ops_per_s_median", 50.0},
-                 {"ns_per_op", 20.0}}}}};
+  return Json{
+      {"suite", "locks"},
+      {"axes", {"sync", "threads"}},
+      {"headline", {"ops_per_s_median", "ns_per_op"}},
+      {"results",
+       {{{"sync", "std"},
+         {"threads", 2},
+         {"ops_per_s_median", std_median},
+         {"ops_per_s_min", std_min},
+         {"ops_per_s_max", std_max},
+         {"ns_per_op", 10.0},
+         {"min_share", 0.5}},
+        {{"sync", "spin"}, {"threads", 2}, {"ops_per_s_median", 50.0}, {"ns_per_op", 20.0}}}}};
 }
 
 const ComparedFigure* find(const Comparison& comparison, const std::string& result,
@@ -60,9 +64,11 @@ TEST(Compare, AllFiguresAndNestedRanges) {
   const Json base{{"suite", "serve"},
                   {"axes", {"batch_size", "sync"}},
                   {"headline", {"tok.median"}},
-                  {"results", {{{"batch_size", 4}, {"sync", "std"},
-                                {"tok", {{"median", 8.0}, {"min", 6.0}, {"max", 9.0}}},
-                                {"ttft_ms", {{"p99", 40.0}}}}}}};
+                  {"results",
+                   {{{"batch_size", 4},
+                     {"sync", "std"},
+                     {"tok", {{"median", 8.0}, {"min", 6.0}, {"max", 9.0}}},
+                     {"ttft_ms", {{"p99", 40.0}}}}}}};
   Json next = base;
   next["results"][0]["tok"] = {{"median", 10.0}, {"min", 9.0}, {"max", 12.0}};
   next["results"][0]["ttft_ms"]["p99"] = 30.0;

@@ -35,9 +35,19 @@ class Server {
   Server(const std::string& model_path, const std::string& port_file) {
     pid_ = fork();
     if (pid_ == 0) {
-      const char* args[] = {TROUPE_SERVER_PATH, "--model", model_path.c_str(), "--port", "0",
-                            "--port-file", port_file.c_str(), "--backend-threads", "1",
-                            "--access-log", "0", "--log-level", "warn",
+      const char* args[] = {TROUPE_SERVER_PATH,
+                            "--model",
+                            model_path.c_str(),
+                            "--port",
+                            "0",
+                            "--port-file",
+                            port_file.c_str(),
+                            "--backend-threads",
+                            "1",
+                            "--access-log",
+                            "0",
+                            "--log-level",
+                            "warn",
                             nullptr};
       execv(args[0], const_cast<char* const*>(args));
       _exit(127);
@@ -65,7 +75,8 @@ TEST(LoadAgainstDaemon, StreamsEveryRequestAndCountsRefusals) {
   const test::ScratchFile model(test::tiny_model_bytes(test::tiny_model_preset("llama-spm-f32")));
   test::ScratchFile port_file, dataset, json_file;
   std::remove(port_file.path().c_str());
-  dataset.write(bytes_of("{\"prompt\": \"hello world\"}\n{\"prompt\": \"the cat\", \"max_tokens\": 3}\n"));
+  dataset.write(
+      bytes_of("{\"prompt\": \"hello world\"}\n{\"prompt\": \"the cat\", \"max_tokens\": 3}\n"));
   const Server server(model.path(), port_file.path());
   ASSERT_FALSE(server.port().empty()) << "troupe-server did not write its port";
 

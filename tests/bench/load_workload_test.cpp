@@ -74,8 +74,8 @@ TEST(LoadDataset, RandomAndSharedPrefixPrompts) {
 }
 
 TEST(LoadDataset, JsonlFileCyclesAndNamesItsBadLines) {
-  const test::ScratchFile good(bytes_of(
-      "{\"prompt\": \"Hello there\"}\n\n{\"prompt\": [1, 2, 3], \"max_tokens\": 4}\n"));
+  const test::ScratchFile good(
+      bytes_of("{\"prompt\": \"Hello there\"}\n\n{\"prompt\": [1, 2, 3], \"max_tokens\": 4}\n"));
   const auto prompts = load_dataset({.kind = good.path(), .output_len = 9}, 3);
   ASSERT_EQ(prompts.size(), 3u);
   EXPECT_EQ(prompts[0].prompt, "Hello there");
@@ -129,9 +129,9 @@ TEST(LoadStream, ContentEventsGiveTtftItlAndTokens) {
 
   EXPECT_EQ(read_completion_stream({{0.1, R"({"choices":[{"text":"a"}]})"}}, 1).failure,
             "stream ended without [DONE]");
-  EXPECT_EQ(read_completion_stream({{0.1, R"({"error":{"message":"x"}})"}, {0.1, "[DONE]"}}, 1)
-                .failure,
-            "stream error");
+  EXPECT_EQ(
+      read_completion_stream({{0.1, R"({"error":{"message":"x"}})"}, {0.1, "[DONE]"}}, 1).failure,
+      "stream error");
   EXPECT_EQ(read_completion_stream({{0.1, "{not json"}}, 1).failure, "malformed event");
 }
 
@@ -145,7 +145,7 @@ TEST(LoadSummary, ThroughputGoodputAndFailures) {
   fast.output_tokens = 3;
   LoadRequestResult slow = fast;
   slow.ttft = 0.9;
-  slow.e2e = 2.9;   // tpot (2.9 - 0.9) / 2 = 1 s
+  slow.e2e = 2.9;  // tpot (2.9 - 0.9) / 2 = 1 s
   LoadRequestResult refused;
   refused.failure = "429";
   const LoadSummary summary =

@@ -18,9 +18,11 @@ PlotSpec two_series() {
   spec.title = "throughput \"quoted\"";
   spec.x_label = "threads";
   spec.log2_x = true;
-  spec.panels = {{"ops/s", "ops/s", {{"std", {1, 2, 4}, {10, 20, 40}},
-                                     {"parking", {1, 2, 4}, {11, std::nan(""), 44}}}},
-                 {"p99", "ms", {}}};
+  spec.panels = {
+      {"ops/s",
+       "ops/s",
+       {{"std", {1, 2, 4}, {10, 20, 40}}, {"parking", {1, 2, 4}, {11, std::nan(""), 44}}}},
+      {"p99", "ms", {}}};
   return spec;
 }
 

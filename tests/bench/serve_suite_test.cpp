@@ -146,7 +146,7 @@ TEST(ServeSuite, RowsPoolLatenciesAndRatioTheFirstCombination) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_DOUBLE_EQ(rows[0].ttft_ms.mean, 100);
   EXPECT_DOUBLE_EQ(rows[0].tpot_ms.p50, 250);
-  EXPECT_DOUBLE_EQ(rows[0].itl_ms.mean, 250);   // 200, 300, 200, 300
+  EXPECT_DOUBLE_EQ(rows[0].itl_ms.mean, 250);  // 200, 300, 200, 300
   EXPECT_DOUBLE_EQ(rows[0].itl_ms.p50, 250);
   EXPECT_NEAR(rows[0].itl_ms.p99, 300, 1e-9);
   EXPECT_DOUBLE_EQ(rows[0].e2e_ms.p90, 600);
@@ -175,14 +175,14 @@ TEST(ServeSuite, BatchingGainIsOverTheSameCombinationsSmallestBatch) {
   EXPECT_DOUBLE_EQ(rows[0].batching_gain, 4.5);
   EXPECT_FALSE(*rows[0].batching_gain_overlaps);  // [40, 50] and [8, 12]
   EXPECT_DOUBLE_EQ(rows[1].batching_gain, 1.2);
-  EXPECT_TRUE(*rows[1].batching_gain_overlaps);   // [20, 40] and [20, 30]
+  EXPECT_TRUE(*rows[1].batching_gain_overlaps);  // [20, 40] and [20, 30]
   EXPECT_DOUBLE_EQ(rows[2].batching_gain, 1.0);
   EXPECT_FALSE(rows[2].batching_gain_overlaps.has_value());
 }
 
 TEST(ServeSuite, PromptsAreSeededAndShareTheirPrefix) {
-  const ServeWorkload workload{.batch_size = 3, .n_prompt = 10, .n_gen = 1, .shared_prefix = 4,
-                               .seed = 7};
+  const ServeWorkload workload{
+      .batch_size = 3, .n_prompt = 10, .n_gen = 1, .shared_prefix = 4, .seed = 7};
   const auto prompts = serve_prompts(workload, 50);
   EXPECT_EQ(prompts, serve_prompts(workload, 50));
   ASSERT_EQ(prompts.size(), 3u);
@@ -201,11 +201,14 @@ TEST(ServeSuite, CommandLineMistakes) {
   std::ostringstream out, err;
   EXPECT_EQ(run_bench({"serve", "--prefix-cache", "maybe"}, out, err), 2);
   EXPECT_NE(err.str().find("--prefix-cache"), std::string::npos) << err.str();
-  EXPECT_EQ(run_bench({"serve", "--backend", "sim", "--runtime", "threads", "--sync", "actor"},
-                      out, err), 1);
+  EXPECT_EQ(
+      run_bench({"serve", "--backend", "sim", "--runtime", "threads", "--sync", "actor"}, out, err),
+      1);
   EXPECT_NE(err.str().find("no combination left"), std::string::npos) << err.str();
   EXPECT_EQ(run_bench({"serve", "--backend", "cpu", "--model", "/nonexistent/model.gguf",
-                       "--runtime", "threads"}, out, err), 1);
+                       "--runtime", "threads"},
+                      out, err),
+            1);
   EXPECT_NE(err.str().find("/nonexistent/model.gguf"), std::string::npos) << err.str();
   EXPECT_EQ(run_bench({"serve", "--help"}, out, err), 0);
   EXPECT_NE(out.str().find("--prompt-batchsize"), std::string::npos);
