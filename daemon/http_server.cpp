@@ -831,7 +831,7 @@ HttpServer::HttpServer(HttpOptions options, std::string chat_template, EngineFac
 
 HttpServer::~HttpServer() {
   if (!impl_) return;
-  for (std::thread* thread : {&impl_->loader, &impl_->drainer})
+  for (std::thread* thread : {&impl_->drainer, &impl_->loader})  // as run(): drainer first
     if (thread->joinable()) thread->join();
   std::lock_guard lock(impl_->reloader_mutex);
   if (impl_->reloader.joinable()) impl_->reloader.join();
@@ -867,7 +867,10 @@ int HttpServer::run(bool handle_signals) {
   net::co_spawn(impl.io, impl.accept_loop(), net::detached);
   impl.io.run();
   if (signals) signals->cancel();
-  for (std::thread* thread : {&impl.loader, &impl.drainer})
+  // io.run() may return while the drainer is still joining the loader (closing the acceptor
+  // can leave the io context without work): join the drainer first, so that no thread is
+  // ever joined by two threads at once.
+  for (std::thread* thread : {&impl.drainer, &impl.loader})
     if (thread->joinable()) thread->join();
   {
     std::lock_guard lock(impl.reloader_mutex);

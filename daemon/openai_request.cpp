@@ -313,6 +313,7 @@ CompletionRequest parse_completion_request(std::string_view body_text, Endpoint 
     parsed.logprobs = true;
     sampling.n_logprobs = int32_t(*top);
   }
+  sampling.logprob = parsed.logprobs;  // otherwise nobody reads it: skip the normalizer
 
   request.stop = read_stop(body);
   request.ignore_eos = get_bool(body, "ignore_eos").value_or(false);
