@@ -139,6 +139,7 @@ ServerOptions read_server_options(const po::variables_map& values) {
                        "' (expected trace, debug, info, warn, error or off)");
 
   const ModelOptions model = read_model_options(values);
+  options.backend_fallback = model.backend_fallback;
   const SyncOptions sync = read_sync_options(values);
   EngineOptions& engine = options.engine;
   engine.runtime = only_one(sync.runtime, "runtime");

@@ -35,6 +35,7 @@ struct ServerOptions {
   EngineOptions engine;
   std::string log_level = "info";
   bool print_config = false;
+  std::string backend_fallback;  // why --backend auto chose cpu (empty: it did not)
 };
 
 // Every option troupe-server accepts, --help and --config included.

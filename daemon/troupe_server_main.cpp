@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::info("{}", banner(options));
+  if (!options.backend_fallback.empty()) spdlog::warn("{}", options.backend_fallback);
   try {
     const EngineOptions engine_options = options.engine;
     HttpServer server(options.http, options.engine.chat_template,
