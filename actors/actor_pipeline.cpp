@@ -17,6 +17,7 @@
 #include "actors/actor_worker.hpp"
 #include "actors/shared_kv_cache.hpp"
 #include "actors/step_runner.hpp"
+#include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/sim_backend.hpp"
 
@@ -58,6 +59,8 @@ class ActorsPipeline final : public ActorPipeline {
     for (int32_t i = 0; i < options.workers; ++i)
       backends.push_back(make_pipeline_backend(parts_, i, shared_pool));
     backend_name_ = backends.front()->name();
+    for (const auto& backend : backends)
+      if (const auto use = gpu_memory_in_use(*backend)) gpu_bytes_ += use->backend_bytes;
     const KvPool& pool = backends.front()->kv();
     kv_bytes_ = pool.bytes();
     if (auto* sim = dynamic_cast<SimBackend*>(backends.front().get()))
@@ -145,6 +148,7 @@ class ActorsPipeline final : public ActorPipeline {
     stats.waiting = stats.planner.waiting;
     stats.kv = kv_->stats();
     stats.kv_bytes = kv_bytes_;
+    stats.gpu_memory_bytes = gpu_bytes_;
     registry_->fill(stats);
     stats.sharing.emplace_back("kv_cache", kv_->sharing_stats());
     stats.sharing.emplace_back("scheduler_mailbox", meter_->stats());
@@ -186,6 +190,7 @@ class ActorsPipeline final : public ActorPipeline {
   EngineClock::time_point started_ = EngineClock::now();
   std::string backend_name_;
   uint64_t kv_bytes_ = 0;
+  uint64_t gpu_bytes_ = 0;  // fixed once the backends exist
 
   std::shared_ptr<MailboxMeter> meter_ = std::make_shared<MailboxMeter>();
   std::shared_ptr<SchedulerSnapshot> snapshot_ = std::make_shared<SchedulerSnapshot>();

@@ -149,6 +149,7 @@ struct EngineStats {
   PlannerStats planner;                  // submitted, rejected, preemptions, tokens, ...
   KvStats kv;                            // blocks in use / total, prefix hits
   uint64_t kv_bytes = 0;                 // KV memory (simulated bytes for sim)
+  uint64_t gpu_memory_bytes = 0;         // device memory the backends allocated (cuda; else 0)
   uint64_t requests_finished = 0, requests_cancelled = 0, requests_failed = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0, cached_tokens = 0;
   // Lock contention (locks) or mailbox depth (actors) of each shared state and queue, by

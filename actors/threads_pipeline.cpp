@@ -16,6 +16,7 @@
 #include "actors/request_flow.hpp"
 #include "actors/shared_planner_kv.hpp"
 #include "actors/step_runner.hpp"
+#include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/sim_backend.hpp"
 #include "locks/parking_condvar.hpp"
@@ -120,6 +121,8 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
                                                       parts_.model->tokenizer().vocab()));
     Backend& first = runners_.front()->backend();
     backend_name_ = first.name();
+    for (const auto& runner : runners_)
+      if (const auto use = gpu_memory_in_use(runner->backend())) gpu_bytes_ += use->backend_bytes;
     const KvPool& kv = first.kv();
     kv_bytes_ = kv.bytes();
     if (const auto* sim = dynamic_cast<const SimBackend*>(&first))
@@ -256,6 +259,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     stats.waiting = stats.planner.waiting;
     stats.kv = cache_->stats();
     stats.kv_bytes = kv_bytes_;
+    stats.gpu_memory_bytes = gpu_bytes_;
     stats.requests_finished = finished_.load(std::memory_order_relaxed);
     stats.requests_cancelled = cancelled_.load(std::memory_order_relaxed);
     stats.requests_failed = failed_.load(std::memory_order_relaxed);
@@ -617,6 +621,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   const EngineClock::time_point created_ = EngineClock::now();
   std::string backend_name_;
   uint64_t kv_bytes_ = 0;
+  uint64_t gpu_bytes_ = 0;  // fixed once the backends exist
 
   std::vector<std::unique_ptr<StepRunner>> runners_;
   std::unique_ptr<SharedKvCache> cache_;

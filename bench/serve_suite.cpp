@@ -253,6 +253,7 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
       hit_rates.push_back(run.prefix_hit_rate);
       row.peak_kv_blocks = std::max(row.peak_kv_blocks, run.peak_kv_blocks);
       row.peak_kv_bytes = std::max(row.peak_kv_bytes, run.peak_kv_bytes);
+      row.gpu_memory_bytes = std::max(row.gpu_memory_bytes, run.gpu_memory_bytes);
       row.preemptions += run.preemptions;
       row.backend = run.backend;
       for (const auto& [name, stats] : run.sharing) {
@@ -424,6 +425,7 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
         {"peak_rss_bytes", row.peak_rss_bytes},
         {"peak_kv_blocks", row.peak_kv_blocks},
         {"peak_kv_bytes", row.peak_kv_bytes},
+        {"gpu_memory_bytes", row.gpu_memory_bytes},
         {"prefix_hit_rate", row.prefix_hit_rate},
         {"preemptions", row.preemptions},
         {"sharing", sharing},

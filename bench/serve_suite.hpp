@@ -90,6 +90,7 @@ struct ServeRow {
   double peak_rss_bytes = 0;   // median; NaN when unreadable
   int32_t peak_kv_blocks = 0;  // max over repetitions
   uint64_t peak_kv_bytes = 0;
+  uint64_t gpu_memory_bytes = 0;
   double prefix_hit_rate = 0;                  // median
   uint64_t preemptions = 0;                    // all repetitions
   std::vector<SharingRow> sharing;             // summed over repetitions (maxima: max)

@@ -217,6 +217,7 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   if (after.kv.total_blocks > 0)
     run.peak_kv_bytes = after.kv_bytes / static_cast<uint64_t>(after.kv.total_blocks) *
                         static_cast<uint64_t>(after.kv.peak_in_use_blocks);
+  run.gpu_memory_bytes = after.gpu_memory_bytes;
   run.sharing = sharing_delta(before, after);
   run.backend = after.backend;
   run.model_source = after.model_source;

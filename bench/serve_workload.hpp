@@ -58,6 +58,7 @@ struct ServeRun {
   double idle_gap_mean_seconds = 0;  // NaN when no step was planned in the window
   int32_t peak_kv_blocks = 0;
   uint64_t peak_kv_bytes = 0;
+  uint64_t gpu_memory_bytes = 0;  // EngineStats::gpu_memory_bytes (cuda; else 0)
   double prefix_hit_rate = 0;  // cached prompt tokens / prompt tokens
   uint64_t preemptions = 0;
   std::optional<uint64_t> peak_rss_bytes;

@@ -157,6 +157,9 @@ std::string ServerMetrics::render(const EngineStats* stats, const CpuSplit& cpu)
   single(out, "troupe_kv_cache_usage_ratio", "gauge", "KV-cache blocks in use / total",
          s.kv.total_blocks > 0 ? double(s.kv.in_use_blocks) / s.kv.total_blocks : 0.0);
   single(out, "troupe_kv_cache_bytes", "gauge", "KV-cache memory", s.kv_bytes);
+  single(out, "troupe_gpu_memory_bytes", "gauge",
+         "GPU memory the backends allocated (weights, KV pool, scratch; 0 without cuda)",
+         s.gpu_memory_bytes);
   single(out, "troupe_prefix_cache_hit_rate", "gauge",
          "prompt tokens found in the prefix cache / tokens looked up", s.kv.token_hit_rate());
   single(out, "troupe_prefix_cache_hit_tokens_total", "counter", "prefix-cache hit tokens",

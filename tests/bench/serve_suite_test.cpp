@@ -74,6 +74,7 @@ void expect_complete_results(const ServeConfig& config, const std::vector<ServeR
       EXPECT_GT(run.worker_utilization, 0);
       EXPECT_LE(run.worker_utilization, 1.0 + 1e-9);
       EXPECT_GT(run.peak_kv_blocks, 0);
+      EXPECT_EQ(run.gpu_memory_bytes, 0u);  // no cuda backend in these runs
       ASSERT_TRUE(run.peak_rss_bytes.has_value());
       EXPECT_GT(*run.peak_rss_bytes, 1u << 20);
     }

@@ -79,6 +79,7 @@ TEST(ServerMetrics, EngineSnapshotIsExposedWithThePrefix) {
   stats.sharing = {{"kv_cache", SharingStats{10, 2, 3'000'000'000, 5, 0}},
                    {"scheduler_mailbox", SharingStats{4, 1, 0, 0, 6}}};
   stats.worker_busy_seconds = {1.5};
+  stats.gpu_memory_bytes = 184 << 20;
   const std::string text = ServerMetrics().render(&stats, CpuSplit{});
   const auto values = samples(text);
   EXPECT_EQ(values.at("troupe_requests_running"), 3);
@@ -91,6 +92,7 @@ TEST(ServerMetrics, EngineSnapshotIsExposedWithThePrefix) {
   EXPECT_DOUBLE_EQ(values.at("troupe_sharing_wait_seconds_total{state=\"kv_cache\"}"), 3.0);
   EXPECT_EQ(values.at("troupe_mailbox_depth_max{state=\"scheduler_mailbox\"}"), 6);
   EXPECT_DOUBLE_EQ(values.at("troupe_worker_busy_seconds_total{worker=\"0\"}"), 1.5);
+  EXPECT_EQ(values.at("troupe_gpu_memory_bytes"), 184 << 20);
   for (const auto& [name, value] : values) EXPECT_EQ(name.rfind("troupe_", 0), 0u) << name;
   // Every sample's metric has HELP and TYPE.
   for (const auto& [name, value] : values) {
