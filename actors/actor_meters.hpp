@@ -1,10 +1,8 @@
 #pragma once
 // Meters of runtime `actors`, written by actors and read by stats() from any thread.
-// MailboxMeter: the scheduler's mailbox as SharingStats ("scheduler_mailbox"): calls are the
-// messages it handled, contended ones found another message queued when sent, wait_ns is the
-// time from send to the start of handling (queue + wake-up), mailbox_depth_max the most
-// messages queued at once. Senders call sent() and put the stamp in the message; the
-// scheduler calls handled(stamp) when it takes it.
+// The scheduler's mailbox is a MailboxMeter (actors/mailbox_meter.hpp, "scheduler_mailbox"):
+// senders put sent()'s stamp in the message, the scheduler calls handled(stamp), so the wait
+// is the time from send to the start of handling (queue + wake-up).
 // WorkerMeter: one worker's time inside Backend::step, its sampling time, and the gaps between
 // back-to-back steps, from the end of one StepRunner::run (forward pass and sampling) to the
 // start of the next: the runtime's hand-offs and planning (the last kGapSamples, for
@@ -18,24 +16,10 @@
 #include <vector>
 
 #include "actors/engine.hpp"
+#include "actors/mailbox_meter.hpp"
 #include "actors/sharing.hpp"
 
 namespace troupe {
-
-class MailboxMeter {
- public:
-  EngineClock::time_point sent();
-  void handled(EngineClock::time_point sent);
-  SharingStats stats() const;
-
- private:
-  std::atomic<uint64_t> queued_{0};
-  std::atomic<uint64_t> calls_{0};
-  std::atomic<uint64_t> contended_{0};
-  std::atomic<uint64_t> wait_ns_total_{0};
-  std::atomic<uint64_t> wait_ns_longest_{0};
-  std::atomic<uint64_t> depth_max_{0};
-};
 
 class WorkerMeter {
  public:

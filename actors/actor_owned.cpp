@@ -7,6 +7,8 @@
 
 #include <caf/all.hpp>
 
+#include "actors/mailbox_meter.hpp"
+
 namespace troupe::actor_owned_detail {
 
 // The one message an owner handles: a task to run on its core. Local only, never serialized.
@@ -21,34 +23,17 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actor_owned_detail::TaskMessage)
 namespace troupe::actor_owned_detail {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-void raise_to(std::atomic<uint64_t>& maximum, uint64_t value) {
-  uint64_t seen = maximum.load(std::memory_order_relaxed);
-  while (value > seen && !maximum.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
-  }
-}
-
-struct Counters {
-  std::atomic<uint64_t> queued{0};  // requests sent and not yet taken by the owner
-  std::atomic<uint64_t> calls{0};
-  std::atomic<uint64_t> contended{0};
-  std::atomic<uint64_t> wait_ns_total{0};
-  std::atomic<uint64_t> wait_ns_longest{0};
-  std::atomic<uint64_t> depth_max{0};
-};
-
 struct OwnerState {
   std::shared_ptr<OwnedCore> core;
 };
 
 caf::behavior owner_behavior(caf::stateful_actor<OwnerState>* self,
                              std::shared_ptr<OwnedCore> core,
-                             std::shared_ptr<Counters> counters) {
+                             std::shared_ptr<MailboxMeter> counters) {
   self->state.core = std::move(core);
   return {
       [self, counters](const TaskMessage& message) {
-        counters->queued.fetch_sub(1, std::memory_order_relaxed);
+        counters->taken();
         message.task->run_unless_abandoned(*self->state.core);
         return caf::ok_atom::value;
       },
@@ -93,7 +78,7 @@ struct Owner::Impl {
   std::string what;
   caf::duration timeout;
   std::chrono::milliseconds timeout_ms;
-  std::shared_ptr<Counters> counters = std::make_shared<Counters>();
+  std::shared_ptr<MailboxMeter> counters = std::make_shared<MailboxMeter>();
   uint64_t id = next_owner_id.fetch_add(1, std::memory_order_relaxed);
   caf::actor owner;
   std::mutex callers_mutex;
@@ -143,23 +128,13 @@ Owner::~Owner() {
 void Owner::call(const std::shared_ptr<OwnedTask>& task) const {
   Impl& impl = *impl_;
   const std::shared_ptr<Caller> caller = impl.caller();
-  Counters& counters = *impl.counters;
-
-  const uint64_t ahead = counters.queued.fetch_add(1, std::memory_order_relaxed);
-  raise_to(counters.depth_max, ahead + 1);
-  const auto sent = Clock::now();
+  const auto sent = impl.counters->sent();
   bool answered = false;
   std::string failure;
   caller->self->request(impl.owner, impl.timeout, TaskMessage{task})
       .receive([&](caf::ok_atom) { answered = true; },
                [&](caf::error& error) { failure = impl.system.render(error); });
-  const auto round_trip = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count());
-
-  counters.calls.fetch_add(1, std::memory_order_relaxed);
-  if (ahead > 0) counters.contended.fetch_add(1, std::memory_order_relaxed);
-  counters.wait_ns_total.fetch_add(round_trip, std::memory_order_relaxed);
-  raise_to(counters.wait_ns_longest, round_trip);
+  impl.counters->completed(sent);  // the wait of an actor call is its round trip
 
   if (answered) return;
   if (task->abandon())
@@ -168,13 +143,6 @@ void Owner::call(const std::shared_ptr<OwnedTask>& task) const {
   task->wait_done();
 }
 
-SharingStats Owner::stats() const {
-  const Counters& counters = *impl_->counters;
-  return {.calls = counters.calls.load(std::memory_order_relaxed),
-          .contended_calls = counters.contended.load(std::memory_order_relaxed),
-          .wait_ns_total = counters.wait_ns_total.load(std::memory_order_relaxed),
-          .wait_ns_longest = counters.wait_ns_longest.load(std::memory_order_relaxed),
-          .mailbox_depth_max = counters.depth_max.load(std::memory_order_relaxed)};
-}
+SharingStats Owner::stats() const { return impl_->counters->stats(); }
 
 }  // namespace troupe::actor_owned_detail
