@@ -15,13 +15,9 @@ std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOption
   if (options.name == "cpu") return make_cpu_backend(desc, options);
   if (options.name == "sim") return make_sim_backend(options);
   if (options.name == "cuda") return make_cuda_backend(desc, options);
-  if (options.name == "auto") {
-    BackendOptions resolved = options;
-    resolved.name = resolve_backend_name(options.name);
-    return make_backend(desc, resolved);
-  }
   throw std::invalid_argument("unknown backend '" + options.name +
-                              "' (available: auto, cpu, cuda, sim)");
+                              "' (available: cpu, cuda, sim; resolve \"auto\" with "
+                              "resolve_backend_name first)");
 }
 
 std::string resolve_backend_name(const std::string& name, std::string* fallback) {
