@@ -35,12 +35,7 @@ class Locked {
   }
 
   SharingStats sharing_stats() const {
-    const LockStats lock = guarded_.lock_object().snapshot();
-    return {.calls = lock.acquisitions,
-            .contended_calls = lock.contended_acquisitions,
-            .wait_ns_total = lock.total_wait_ns,
-            .wait_ns_longest = lock.longest_wait_ns,
-            .mailbox_depth_max = 0};
+    return to_sharing_stats(guarded_.lock_object().snapshot());
   }
 
  private:

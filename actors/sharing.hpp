@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "locks/counted.hpp"
+
 namespace troupe {
 
 struct SharingOptions {
@@ -30,6 +32,15 @@ struct SharingStats {
     return calls == 0 ? 0.0 : double(contended_calls) / double(calls);
   }
 };
+
+// A lock's counters (Counted<Lock>, LockCounter) as SharingStats.
+inline SharingStats to_sharing_stats(const LockStats& lock) {
+  return {.calls = lock.acquisitions,
+          .contended_calls = lock.contended_acquisitions,
+          .wait_ns_total = lock.total_wait_ns,
+          .wait_ns_longest = lock.longest_wait_ns,
+          .mailbox_depth_max = 0};
+}
 
 // A call through an actor that got no answer within SharingOptions::actor_timeout, or whose
 // owner is gone. The call had no effect.

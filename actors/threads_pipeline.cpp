@@ -32,40 +32,9 @@ using CondvarFor = std::conditional_t<
     std::conditional_t<std::is_same_v<Lock, std::mutex>, std::condition_variable,
                        std::condition_variable_any>>;
 
-// Contention of one lock (or of a family of them): the Counted<Lock> figures, kept outside
-// the lock so that std::condition_variable can wait on a plain std::mutex.
-class ContentionCounter {
- public:
-  template <class Lock>
-  std::unique_lock<Lock> acquire(Lock& lock) {
-    if (lock.try_lock()) {
-      calls_.fetch_add(1, std::memory_order_relaxed);
-      return std::unique_lock<Lock>(lock, std::adopt_lock);
-    }
-    const auto start = EngineClock::now();
-    lock.lock();
-    const uint64_t waited = uint64_t(std::chrono::nanoseconds(EngineClock::now() - start).count());
-    calls_.fetch_add(1, std::memory_order_relaxed);
-    contended_.fetch_add(1, std::memory_order_relaxed);
-    wait_ns_.fetch_add(waited, std::memory_order_relaxed);
-    uint64_t longest = longest_ns_.load(std::memory_order_relaxed);
-    while (waited > longest &&
-           !longest_ns_.compare_exchange_weak(longest, waited, std::memory_order_relaxed)) {
-    }
-    return std::unique_lock<Lock>(lock, std::adopt_lock);
-  }
-
-  SharingStats snapshot() const {
-    return {.calls = calls_.load(std::memory_order_relaxed),
-            .contended_calls = contended_.load(std::memory_order_relaxed),
-            .wait_ns_total = wait_ns_.load(std::memory_order_relaxed),
-            .wait_ns_longest = longest_ns_.load(std::memory_order_relaxed),
-            .mailbox_depth_max = 0};
-  }
-
- private:
-  std::atomic<uint64_t> calls_{0}, contended_{0}, wait_ns_{0}, longest_ns_{0};
-};
+// Contention of each lock (or family of them) is a LockCounter (locks/counted.hpp): the
+// Counted<Lock> figures kept outside the lock, so that std::condition_variable can wait on a
+// plain std::mutex.
 
 struct PendingEnd {
   EndKind kind = EndKind::Finished;
@@ -267,9 +236,9 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     stats.generated_tokens = generated_tokens_.load(std::memory_order_relaxed);
     stats.cached_tokens = cached_tokens_.load(std::memory_order_relaxed);
     stats.sharing = {{"kv_cache", cache_->sharing_stats()},
-                     {"planner", planner_counter_.snapshot()},
-                     {"request_channels", channel_counter_.snapshot()},
-                     {"delivery_queue", delivery_counter_.snapshot()}};
+                     {"planner", to_sharing_stats(planner_counter_.snapshot())},
+                     {"request_channels", to_sharing_stats(channel_counter_.snapshot())},
+                     {"delivery_queue", to_sharing_stats(delivery_counter_.snapshot())}};
     for (int32_t w = 0; w < options_.workers; ++w)
       stats.worker_busy_seconds.push_back(double(busy_ns_[size_t(w)].load()) * 1e-9);
     stats.uptime_seconds = std::chrono::duration<double>(EngineClock::now() - created_).count();
@@ -629,7 +598,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
 
   // Guarded by planner_lock_.
   mutable Lock planner_lock_;
-  mutable ContentionCounter planner_counter_;
+  mutable LockCounter planner_counter_;
   CondvarFor<Lock> work_cv_;
   std::unique_ptr<BatchPlanner> planner_;
   std::unordered_map<RequestId, ReqPtr> table_;
@@ -637,10 +606,10 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   int32_t alive_workers_ = 0;
   bool stopping_ = false;
 
-  ContentionCounter channel_counter_;
+  LockCounter channel_counter_;
 
   Lock delivery_lock_;
-  ContentionCounter delivery_counter_;
+  LockCounter delivery_counter_;
   CondvarFor<Lock> delivery_cv_;
   std::deque<ReqPtr> delivery_queue_;
   bool delivery_stop_ = false;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 
 #include "locks/concepts.hpp"
 
@@ -23,6 +24,52 @@ struct LockStats {
   std::uint64_t contended_acquisitions = 0;
   std::uint64_t total_wait_ns = 0;
   std::uint64_t longest_wait_ns = 0;
+};
+
+// The counters alone, for a lock that must stay a plain Lock (e.g. the mutex a condition
+// variable waits on): acquire(lock) locks it and counts as Counted<Lock>::lock() does.
+class LockCounter {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  template <Lockable Lock>
+  std::unique_lock<Lock> acquire(Lock& lock) {
+    if (!lock.try_lock()) {
+      const auto start = Clock::now();
+      lock.lock();
+      record_contended(start);
+    } else {
+      record_uncontended();
+    }
+    return std::unique_lock<Lock>(lock, std::adopt_lock);
+  }
+
+  void record_uncontended() noexcept { acquisitions_.fetch_add(1, std::memory_order_relaxed); }
+
+  void record_contended(Clock::time_point start) noexcept {
+    const auto waited = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    acquisitions_.fetch_add(1, std::memory_order_relaxed);
+    contended_acquisitions_.fetch_add(1, std::memory_order_relaxed);
+    total_wait_ns_.fetch_add(waited, std::memory_order_relaxed);
+    std::uint64_t longest = longest_wait_ns_.load(std::memory_order_relaxed);
+    while (waited > longest &&
+           !longest_wait_ns_.compare_exchange_weak(longest, waited, std::memory_order_relaxed)) {
+    }
+  }
+
+  LockStats snapshot() const noexcept {
+    return {acquisitions_.load(std::memory_order_relaxed),
+            contended_acquisitions_.load(std::memory_order_relaxed),
+            total_wait_ns_.load(std::memory_order_relaxed),
+            longest_wait_ns_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  std::atomic<std::uint64_t> acquisitions_{0};
+  std::atomic<std::uint64_t> contended_acquisitions_{0};
+  std::atomic<std::uint64_t> total_wait_ns_{0};
+  std::atomic<std::uint64_t> longest_wait_ns_{0};
 };
 
 template <Lockable Lock>
@@ -83,35 +130,16 @@ class Counted {
     lock_.unlock_shared();
   }
 
-  LockStats snapshot() const noexcept {
-    return {acquisitions_.load(std::memory_order_relaxed),
-            contended_acquisitions_.load(std::memory_order_relaxed),
-            total_wait_ns_.load(std::memory_order_relaxed),
-            longest_wait_ns_.load(std::memory_order_relaxed)};
-  }
+  LockStats snapshot() const noexcept { return counter_.snapshot(); }
 
  private:
-  using Clock = std::chrono::steady_clock;
+  using Clock = LockCounter::Clock;
 
-  void record_uncontended() noexcept { acquisitions_.fetch_add(1, std::memory_order_relaxed); }
-
-  void record_contended(Clock::time_point start) noexcept {
-    const auto waited = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    acquisitions_.fetch_add(1, std::memory_order_relaxed);
-    contended_acquisitions_.fetch_add(1, std::memory_order_relaxed);
-    total_wait_ns_.fetch_add(waited, std::memory_order_relaxed);
-    std::uint64_t longest = longest_wait_ns_.load(std::memory_order_relaxed);
-    while (waited > longest &&
-           !longest_wait_ns_.compare_exchange_weak(longest, waited, std::memory_order_relaxed)) {
-    }
-  }
+  void record_uncontended() noexcept { counter_.record_uncontended(); }
+  void record_contended(Clock::time_point start) noexcept { counter_.record_contended(start); }
 
   Lock lock_;
-  std::atomic<std::uint64_t> acquisitions_{0};
-  std::atomic<std::uint64_t> contended_acquisitions_{0};
-  std::atomic<std::uint64_t> total_wait_ns_{0};
-  std::atomic<std::uint64_t> longest_wait_ns_{0};
+  LockCounter counter_;
 };
 
 }  // namespace troupe
