@@ -78,8 +78,11 @@ std::vector<std::string> take_sse_events(std::string& pending) {
   return events;
 }
 
-HttpResult http_post(const HttpUrl& url, const std::string& target, const std::string& body,
-                     const std::string& api_key, std::chrono::milliseconds timeout) {
+namespace {
+
+HttpResult exchange(http::verb method, const HttpUrl& url, const std::string& target,
+                    const std::string* body, const std::string& api_key,
+                    std::chrono::milliseconds timeout) {
   HttpResult result;
   try {
     asio::io_context io;
@@ -110,13 +113,15 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
       check(error);
     }
 
-    http::request<http::string_body> request(http::verb::post, url.prefix + target, 11);
+    http::request<http::string_body> request(method, url.prefix + target, 11);
     request.set(http::field::host, url.host + ":" + url.port);
-    request.set(http::field::content_type, "application/json");
     request.set(http::field::accept, "text/event-stream, application/json");
     request.set(http::field::connection, "close");
     if (!api_key.empty()) request.set(http::field::authorization, "Bearer " + api_key);
-    request.body() = body;
+    if (body) {
+      request.set(http::field::content_type, "application/json");
+      request.body() = *body;
+    }
     request.prepare_payload();
     result.sent = Clock::now();
     check(run([&](auto handler) { http::async_write(stream, request, handler); }));
@@ -161,6 +166,18 @@ HttpResult http_post(const HttpUrl& url, const std::string& target, const std::s
     if (result.status != 0) result.error = "after the response header: " + result.error;
   }
   return result;
+}
+
+}  // namespace
+
+HttpResult http_post(const HttpUrl& url, const std::string& target, const std::string& body,
+                     const std::string& api_key, std::chrono::milliseconds timeout) {
+  return exchange(http::verb::post, url, target, &body, api_key, timeout);
+}
+
+HttpResult http_get(const HttpUrl& url, const std::string& target, const std::string& api_key,
+                    std::chrono::milliseconds timeout) {
+  return exchange(http::verb::get, url, target, nullptr, api_key, timeout);
 }
 
 }  // namespace troupe

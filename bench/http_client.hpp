@@ -40,6 +40,9 @@ struct HttpResult {
 // Authorization: Bearer header. Gives up with an error after `timeout` without progress.
 HttpResult http_post(const HttpUrl& url, const std::string& target, const std::string& body,
                      const std::string& api_key, std::chrono::milliseconds timeout);
+// GETs prefix + target, otherwise as http_post.
+HttpResult http_get(const HttpUrl& url, const std::string& target, const std::string& api_key,
+                    std::chrono::milliseconds timeout);
 
 // Splits event-stream bytes into the data payloads of complete events; leaves an incomplete
 // event's bytes in `pending` for the next call. Comment lines (":...") and fields other than

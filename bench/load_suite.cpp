@@ -146,6 +146,9 @@ po::options_description load_options() {
        "sent as Authorization: Bearer KEY")
       ("timeout", po::value<int>()->value_name("S")->default_value(600),
        "seconds without progress before a request counts as failed")
+      ("wait-ready", po::value<int>()->value_name("S")->default_value(60),
+       "seconds to wait while GET /health answers 503 (model loading) before sending; 0: "
+       "send at once")
       ("json", po::value<std::string>()->value_name("FILE"), "write the results as JSON")
       ("csv", po::value<std::string>()->value_name("FILE"), "write the results as CSV");
   return description;
@@ -177,6 +180,7 @@ LoadConfig read_load_config(const po::variables_map& values) {
   config.model = values.at("served-model-name").as<std::string>();
   config.api_key = values.at("api-key").as<std::string>();
   config.timeout_seconds = read_in_range(values, "timeout", 1, 86'400);
+  config.wait_ready_seconds = read_in_range(values, "wait-ready", 0, 86'400);
   if (values.count("json")) config.json = values.at("json").as<std::string>();
   if (values.count("csv")) config.csv = values.at("csv").as<std::string>();
   return config;
@@ -254,8 +258,30 @@ nlohmann::json load_json(const LoadConfig& config, const LoadSummary& s) {
          {"e2e_ms", distribution_json(s.e2e_ms)}}}}};
 }
 
+namespace {
+
+// Polls GET /health while it answers 503 (a troupe-server loading its model), at most
+// wait_ready_seconds. Any other answer (ready, or a server without /health) ends the wait;
+// a connection failure too (the requests then report it).
+void wait_until_ready(const LoadConfig& config, const HttpUrl& url) {
+  if (config.wait_ready_seconds == 0) return;
+  const Clock::time_point until = Clock::now() + std::chrono::seconds(config.wait_ready_seconds);
+  for (;;) {
+    const HttpResult health = http_get(url, "/health", config.api_key, std::chrono::seconds(5));
+    if (health.status != 503) return;
+    if (Clock::now() >= until)
+      throw std::runtime_error(config.url + "/health still answers 503 (not ready) after " +
+                               std::to_string(config.wait_ready_seconds) +
+                               " s; raise --wait-ready or check the server's log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace
+
 LoadSummary run_load_suite(const LoadConfig& config, std::ostream& out) {
   const HttpUrl url = parse_http_url(config.url);
+  wait_until_ready(config, url);
   const std::vector<LoadPrompt> prompts = load_dataset(config.dataset, config.requests);
   const std::vector<double> offsets =
       arrival_offsets(config.requests, config.rate, config.burstiness, config.dataset.seed);

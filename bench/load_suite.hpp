@@ -9,6 +9,9 @@
 // p90, p99 in ms; request and token throughput over the whole run (first send -> last end);
 // goodput (completed requests meeting every --goodput SLO, per second); failures by HTTP
 // status or connection error. Tokens: the usage the server reports (stream_options).
+// Before the first request it waits (at most --wait-ready seconds) while GET /health answers
+// 503, so a server still loading its model is not measured as failing; a server without
+// /health (any other status) is not waited for.
 // Not thread-safe; run from one thread (it starts one thread per request in flight).
 
 #include <filesystem>
@@ -36,6 +39,7 @@ struct LoadConfig {
   std::string model;  // "model" field; "" to let the server use its own
   std::string api_key;
   int timeout_seconds = 600;
+  int wait_ready_seconds = 60;  // 0: send at once
   std::optional<std::filesystem::path> json, csv;
 };
 
@@ -46,7 +50,8 @@ void print_load_report(std::ostream& out, const LoadConfig& config, const LoadSu
 nlohmann::json load_json(const LoadConfig& config, const LoadSummary& summary);
 
 // Runs the load, prints the report, writes the requested files. Throws std::runtime_error
-// when every request failed to connect (nothing to measure) or a file cannot be written.
+// when every request failed to connect (nothing to measure), the server is still loading
+// after wait_ready_seconds, or a file cannot be written.
 LoadSummary run_load_suite(const LoadConfig& config, std::ostream& out);
 
 int load_main(const std::vector<std::string>& args, std::ostream& out);

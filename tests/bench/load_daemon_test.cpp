@@ -10,9 +10,14 @@
 #include <string>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include "bench/compare.hpp"
 #include "tests/util/scratch_file.hpp"
@@ -129,6 +134,73 @@ TEST(LoadAgainstDaemon, NoServerIsAClearError) {
     EXPECT_NE(std::string(error.what()).find("is the server running?"), std::string::npos)
         << error.what();
   }
+}
+
+// A loopback HTTP server that answers every request 503 (a server still loading its
+// model), counting the requests; the destructor stops it.
+class AlwaysLoading {
+ public:
+  AlwaysLoading() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    listen(fd_, 16);
+    socklen_t size = sizeof address;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int client = accept(fd_, nullptr, nullptr);
+        if (client < 0) return;
+        std::string request;
+        char buffer[1024];
+        while (request.find("\r\n\r\n") == std::string::npos) {
+          const ssize_t n = read(client, buffer, sizeof buffer);
+          if (n <= 0) break;
+          request.append(buffer, size_t(n));
+        }
+        if (request.rfind("GET /health ", 0) == 0) ++health_requests;
+        const std::string reply =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Content-Length: 20\r\nConnection: close\r\n\r\n{\"status\":\"loading\"}";
+        (void)!write(client, reply.data(), reply.size());
+        close(client);
+      }
+    });
+  }
+  ~AlwaysLoading() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::atomic<int> health_requests{0};
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(LoadAgainstDaemon, WaitsWhileTheServerLoadsThenSaysItNeverBecameReady) {
+  AlwaysLoading server;
+  LoadConfig config;
+  config.url = "http://127.0.0.1:" + std::to_string(server.port());
+  config.requests = 2;
+  config.wait_ready_seconds = 1;
+  std::ostringstream out;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    run_load_suite(config, out);
+    FAIL() << "measured a server that never became ready";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("still answers 503"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_GE(server.health_requests.load(), 5);  // polled every 100 ms for a second
 }
 
 }  // namespace
