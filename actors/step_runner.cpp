@@ -1,5 +1,6 @@
 #include "actors/step_runner.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -27,9 +28,18 @@ StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> sam
     throw std::invalid_argument("StepRunner::run: " + std::to_string(samplers.size()) +
                                 " samplers for " + std::to_string(wanting) +
                                 " steps that want logits");
+  const bool picked =
+      wanting > 0 && backend_->picks_greedy() &&
+      std::all_of(samplers.begin(), samplers.end(),
+                  [](const SeqSampling* seq) { return seq->sampler.plain_greedy(); });
   const std::size_t n_vocab = backend_->desc().n_vocab;
-  logits_.resize(wanting * n_vocab);
-  if (!steps_.empty()) backend_->step(steps_, wanting ? logits_.data() : nullptr);
+  if (picked) {
+    picked_.resize(wanting);
+    backend_->step_greedy(steps_, picked_);
+  } else {
+    logits_.resize(wanting * n_vocab);
+    if (!steps_.empty()) backend_->step(steps_, wanting ? logits_.data() : nullptr);
+  }
   result.backend_ended = EngineClock::now();
 
   result.sampled.reserve(wanting);
@@ -38,8 +48,12 @@ StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> sam
   for (const PlannedStep& planned : batch.steps) {
     if (!planned.want_logits) continue;
     SeqSampling& seq = *samplers[row];
-    const std::span<float> logits(logits_.data() + row * n_vocab, n_vocab);
-    const SampleResult sample = seq.sampler.sample(logits, seq.history);
+    SampleResult sample;
+    if (picked)
+      sample.token = picked_[row];
+    else
+      sample = seq.sampler.sample(std::span<float>(logits_.data() + row * n_vocab, n_vocab),
+                                  seq.history);
     seq.history.push_back(sample.token);
     result.sampled.push_back(
         {.seq = planned.seq, .token = sample.token,

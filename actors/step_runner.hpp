@@ -1,7 +1,10 @@
 // StepRunner: runs one planned Batch on one Backend and samples, the work of one worker step
 // in both runtimes. The samplers travel with the batch: a sequence is in at most one step at
 // a time, so its SeqSampling is used by one worker at a time (the hand-off through the
-// runtime's message or lock orders the accesses).
+// runtime's message or lock orders the accesses). When the backend picks greedy tokens
+// itself (Backend::picks_greedy) and every sampler of the batch is plain greedy
+// (Sampler::plain_greedy), the step is Backend::step_greedy and nothing is sampled on the
+// worker: the same tokens, without a row of logits per sequence.
 // Thread safety: none; one StepRunner per worker thread. Owns its backend.
 #pragma once
 
@@ -32,7 +35,8 @@ struct StepResult {
   std::vector<SampledToken> sampled;   // for BatchPlanner::complete (stop = EOS unless ignored)
   std::vector<SampledOutput> outputs;  // same order, for the requests
   EngineClock::time_point started, ended;  // around Backend::step + sampling
-  EngineClock::time_point backend_ended;   // Backend::step returned (sampling starts)
+  EngineClock::time_point backend_ended;   // Backend::step returned (sampling starts; when
+                                           // the backend picked, sampling takes no time)
 };
 
 class StepRunner {
@@ -50,6 +54,7 @@ class StepRunner {
   const Vocab& vocab_;
   std::vector<SeqStep> steps_;
   std::vector<float> logits_;
+  std::vector<int32_t> picked_;
 };
 
 }  // namespace troupe

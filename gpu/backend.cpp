@@ -20,6 +20,11 @@ std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOption
                               "resolve_backend_name first)");
 }
 
+void Backend::step_greedy(std::span<const SeqStep>, std::span<int32_t>) {
+  throw std::logic_error("backend '" + name() + "' does not pick greedy tokens itself; "
+                         "call step() and sample (ask picks_greedy() first)");
+}
+
 std::string resolve_backend_name(const std::string& name, std::string* fallback) {
   if (name != "auto") return name;
   const std::optional<std::string> why = cuda_unavailable_reason();

@@ -64,6 +64,16 @@ class Backend {
   // negative n_past, or a block table too short or naming a block outside the pool. A batch
   // that throws has changed no KV memory.
   virtual void step(std::span<const SeqStep> batch, float* logits) = 0;
+
+  // Greedy picking inside the step, as a GPU server picks on the device (no logits leave
+  // it). A backend that can returns true from picks_greedy(); its step_greedy() runs the
+  // step exactly as step() would, validating and throwing alike, and writes to tokens[i],
+  // for the i-th entry with want_logits, the id of the highest logit of the row step() would
+  // have written (the lowest id on ties). tokens.size() must be the number of such entries
+  // (std::invalid_argument otherwise). The default picks_greedy() is false, and the default
+  // step_greedy() throws std::logic_error: callers ask first.
+  virtual bool picks_greedy() const { return false; }
+  virtual void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens);
 };
 
 // The backend named options.name ("cpu"). Throws std::invalid_argument for an unknown name

@@ -97,24 +97,41 @@ double SimBackend::step_seconds(std::span<const SeqStep> batch) const {
   return profile_.step_seconds(tokens, kv_tokens);
 }
 
-void SimBackend::step(std::span<const SeqStep> batch, float* logits) {
+template <class Emit>
+void SimBackend::run(std::span<const SeqStep> batch, Emit&& emit) {
   const auto start = std::chrono::steady_clock::now();
   validate_batch(batch, desc_, kv_, max_batch_tokens_);
   last_step_seconds_ = step_seconds(batch);
 
-  const size_t vocab = desc_.n_vocab;
-  float* row = logits;
+  size_t row = 0;
   for (const SeqStep& seq : batch) {
     if (!seq.want_logits) continue;
     const int32_t last = int32_t(seq.tokens.size()) - 1;
-    std::fill(row, row + vocab, 0.0f);
-    row[next_token(seq.n_past + last, seq.tokens[size_t(last)], desc_.n_vocab)] = kFavouredLogit;
-    row += vocab;
+    emit(row++, next_token(seq.n_past + last, seq.tokens[size_t(last)], desc_.n_vocab));
   }
 
   if (time_scale_ > 0.0)
     wait_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                            std::chrono::duration<double>(last_step_seconds_ * time_scale_)));
+}
+
+void SimBackend::step(std::span<const SeqStep> batch, float* logits) {
+  const size_t vocab = desc_.n_vocab;
+  run(batch, [&](size_t row, int32_t favoured) {
+    float* out = logits + row * vocab;
+    std::fill(out, out + vocab, 0.0f);
+    out[favoured] = kFavouredLogit;
+  });
+}
+
+void SimBackend::step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) {
+  const auto wanting = size_t(std::count_if(batch.begin(), batch.end(),
+                                            [](const SeqStep& seq) { return seq.want_logits; }));
+  if (tokens.size() != wanting)
+    throw std::invalid_argument("step_greedy: room for " + std::to_string(tokens.size()) +
+                                " tokens, but " + std::to_string(wanting) +
+                                " entries want logits");
+  run(batch, [&](size_t row, int32_t favoured) { tokens[row] = favoured; });
 }
 
 std::unique_ptr<Backend> make_sim_backend(const BackendOptions& options) {

@@ -137,6 +137,12 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
   top_.reserve(SamplingParams::kMaxLogprobs);
 }
 
+bool Sampler::plain_greedy() const {
+  return params_.temperature == 0.0f && params_.repetition_penalty == 1.0f &&
+         params_.frequency_penalty == 0.0f && params_.presence_penalty == 0.0f &&
+         !params_.logprob && params_.n_logprobs == 0;
+}
+
 void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> history) {
   const bool active = params_.repetition_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
                       params_.presence_penalty != 0.0f;

@@ -67,6 +67,10 @@ class Sampler {
   SampleResult sample(std::span<float> logits, std::span<const int32_t> history);
 
   const SamplingParams& params() const { return params_; }
+  // True when sample() would return only the token of the highest logit, lowest id on ties
+  // (temperature 0, no penalty, no logprob, no top logprobs) and draw nothing: a backend that
+  // picks greedy tokens itself (Backend::picks_greedy) may then stand in for sample().
+  bool plain_greedy() const;
 
  private:
   struct Candidate {

@@ -15,6 +15,7 @@
 
 #include "actors/engine.hpp"
 #include "gpu/backend.hpp"
+#include "gpu/sim_backend.hpp"
 #include "model/gguf.hpp"
 #include "tests/actors/runtime_test_support.hpp"
 #include "tests/util/scratch_file.hpp"
@@ -129,6 +130,56 @@ TEST_F(RuntimeMatrix, EveryCombinationServesTheSoloGreedyTokens) {
       if (!drained) std::this_thread::sleep_for(1ms);
     }
     EXPECT_TRUE(drained);
+    EXPECT_EQ(engine->shutdown(100ms), 0);
+  }
+}
+
+// On the sim backend (no waiting) the same requests, greedy without logprobs (the backend
+// picks the tokens itself) and greedy with them (logits and the sampler), in one engine and
+// in the same batches: every combination gives the sim's documented token function either way.
+TEST(RuntimeMatrixSim, BackendPickedAndSampledGreedyTokensAgree) {
+  const std::vector<std::vector<int32_t>> prompts = {prompt_of(4, 1), prompt_of(11, 2),
+                                                     prompt_of(17, 3), prompt_of(6, 4)};
+  constexpr int32_t kNew = 6;
+  auto expected_of = [](const std::vector<int32_t>& prompt) {
+    std::vector<int32_t> out;
+    int32_t last = prompt.back();
+    for (int32_t p = int32_t(prompt.size()) - 1; int32_t(out.size()) < kNew; ++p)
+      out.push_back(last = SimBackend::next_token(p, last, 32000));
+    return out;
+  };
+  for (const Combination& combination : combinations()) {
+    SCOPED_TRACE(std::string(to_string(combination.runtime)) + " x " +
+                 std::string(to_string(combination.sync)));
+    EngineOptions options;
+    options.runtime = combination.runtime;
+    options.sync = combination.sync;
+    options.backend.name = "sim";
+    options.backend.kv_blocks = 256;
+    options.sim_time_scale = 0;
+    options.workers = 2;
+    options.planner = {.max_batch_tokens = 64, .max_seqs = 8, .max_queued = 64, .workers = 2};
+    std::unique_ptr<Engine> engine = make_engine(options);
+    // Round 0: every request plain greedy (picked by the backend); round 1: half of them
+    // want a logprob, so their batches take the logits path.
+    for (int round = 0; round < 2; ++round) {
+      std::vector<std::shared_ptr<test::RecordingSink>> sinks;
+      for (std::size_t i = 0; i < prompts.size(); ++i) {
+        GenerateRequest request;
+        request.prompt_tokens = prompts[i];
+        request.max_tokens = kNew;
+        request.ignore_eos = true;
+        request.sampling.temperature = 0;
+        request.sampling.logprob = round == 1 && i % 2 == 0;
+        sinks.push_back(std::make_shared<test::RecordingSink>());
+        engine->submit(request, sinks.back());
+      }
+      for (std::size_t i = 0; i < prompts.size(); ++i) {
+        ASSERT_TRUE(sinks[i]->wait_end());
+        EXPECT_EQ(sinks[i]->end().kind, EndKind::Finished) << sinks[i]->end().message;
+        EXPECT_EQ(sinks[i]->tokens(), expected_of(prompts[i])) << "round " << round << " prompt " << i;
+      }
+    }
     EXPECT_EQ(engine->shutdown(100ms), 0);
   }
 }

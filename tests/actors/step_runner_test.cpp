@@ -87,6 +87,81 @@ TEST(StepRunner, FlagsEosAsStopUnlessIgnoredAndReportsTopLogprobs) {
   }
 }
 
+// A SimBackend (time scale 0) that counts how it was asked: step() or step_greedy().
+class CountingSim final : public Backend {
+ public:
+  explicit CountingSim(const BackendOptions& options)
+      : sim_(sim_profile("7b-h200"), options, 0.0) {}
+  const ModelDesc& desc() const override { return sim_.desc(); }
+  std::string name() const override { return sim_.name(); }
+  KvPool& kv() override { return sim_.kv(); }
+  int max_batch_tokens() const override { return sim_.max_batch_tokens(); }
+  void step(std::span<const SeqStep> batch, float* logits) override {
+    ++logit_steps;
+    sim_.step(batch, logits);
+  }
+  bool picks_greedy() const override { return true; }
+  void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) override {
+    ++greedy_steps;
+    sim_.step_greedy(batch, tokens);
+  }
+  int logit_steps = 0, greedy_steps = 0;
+
+ private:
+  SimBackend sim_;
+};
+
+TEST(StepRunner, LetsTheBackendPickOnlyWhenEverySamplerIsPlainGreedy) {
+  BackendOptions options;
+  options.kv_blocks = 32;
+  options.kv_block_tokens = 4;
+  auto owned = std::make_unique<CountingSim>(options);
+  CountingSim& backend = *owned;
+  const uint32_t n_vocab = backend.desc().n_vocab;
+  const Vocab vocab = test::plain_vocab(int32_t(n_vocab) - 3);
+  StepRunner runner(std::move(owned), vocab);
+
+  SamplingParams plain = greedy();
+  plain.logprob = false;
+  SamplingParams penalized = plain;
+  penalized.repetition_penalty = 1.1f;
+  // Each round: the samplers of sequences 1 and 2, and whether the backend may pick.
+  struct Round {
+    SamplingParams first, second;
+    bool picks;
+  };
+  const Round rounds[] = {{plain, plain, true},
+                          {plain, greedy(), false},     // a logprob is wanted
+                          {penalized, plain, false}};  // a penalty needs the logits
+  for (const Round& round : rounds) {
+    PlannerFixture fixture;
+    ASSERT_TRUE(fixture.planner.submit({.seq = 1, .prompt = {5, 6, 7}, .max_new_tokens = 4}).ok());
+    ASSERT_TRUE(fixture.planner.submit({.seq = 2, .prompt = {9}, .max_new_tokens = 4}).ok());
+    SeqSampling first(round.first, {5, 6, 7}, false), second(round.second, {9}, false);
+    const int logit_steps = backend.logit_steps, greedy_steps = backend.greedy_steps;
+    const Batch batch = fixture.planner.plan(0, PlannerClock::now());
+    ASSERT_EQ(batch.steps.size(), 2u);
+    SeqSampling* samplers[] = {batch.steps[0].seq == 1 ? &first : &second,
+                               batch.steps[0].seq == 1 ? &second : &first};
+    const StepResult result = runner.run(batch, samplers);
+    EXPECT_EQ(backend.greedy_steps - greedy_steps, round.picks ? 1 : 0);
+    EXPECT_EQ(backend.logit_steps - logit_steps, round.picks ? 0 : 1);
+    // The same tokens either way (the penalty cannot move a one-hot argmax of 16 by 10 %).
+    const int32_t after_first = SimBackend::next_token(2, 7, n_vocab);
+    const int32_t after_second = SimBackend::next_token(0, 9, n_vocab);
+    ASSERT_EQ(result.sampled.size(), 2u);
+    for (std::size_t i = 0; i < 2; ++i)
+      EXPECT_EQ(result.sampled[i].token, result.sampled[i].seq == 1 ? after_first : after_second);
+    EXPECT_EQ(first.history, (std::vector<int32_t>{5, 6, 7, after_first}));
+    EXPECT_EQ(second.history, (std::vector<int32_t>{9, after_second}));
+    if (round.picks)
+      for (const SampledOutput& output : result.outputs) {
+        EXPECT_EQ(output.logprob, 0.0f);
+        EXPECT_TRUE(output.top.empty());
+      }
+  }
+}
+
 TEST(StepRunner, RefusesAMismatchedSamplerListAndPassesBackendFailuresOn) {
   const Vocab vocab = test::plain_vocab(13);
   StepRunner runner(std::make_unique<test::ScriptedBackend>(16, 4, 64, 0), vocab);

@@ -143,6 +143,49 @@ TEST(SimBackend, LogitsFavourAFixedFunctionOfPositionAndPreviousToken) {
   EXPECT_TRUE(std::equal(again.begin(), again.end(), logits.begin()));
 }
 
+TEST(SimBackend, StepGreedyPicksTheArgmaxOfTheLogitsStepWouldWrite) {
+  SimBackend sim(sim_profile("7b-h200"), options(64), 0);
+  EXPECT_TRUE(sim.picks_greedy());
+  const Tokens prompt = {11, 12, 13};
+  const Tokens decode = {400};
+  const std::vector<int32_t> table = {3, 4};
+  const std::vector<SeqStep> batch = {{1, prompt, 0, table, true},
+                                      {2, prompt, 0, table, false},
+                                      {3, decode, 20, table, true},
+                                      {4, decode, 7, table, true}};
+  std::vector<float> logits(3 * 32000);
+  sim.step(batch, logits.data());
+  std::vector<int32_t> picked(3, -1);
+  sim.step_greedy(batch, picked);
+  for (size_t row = 0; row < 3; ++row) {
+    const float* r = logits.data() + row * 32000;
+    EXPECT_EQ(picked[row], int32_t(std::max_element(r, r + 32000) - r)) << "row " << row;
+  }
+  std::vector<int32_t> short_of_room(2);
+  EXPECT_THROW(sim.step_greedy(batch, short_of_room), std::invalid_argument);
+  const Tokens outside = {32000};
+  const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
+  std::vector<int32_t> one(1);
+  EXPECT_THROW(sim.step_greedy(bad, one), std::invalid_argument);
+}
+
+TEST(Backend, StepGreedyIsRefusedWhereTheBackendDoesNotPick) {
+  // A backend that only computes logits (as cpu and cuda do) keeps the defaults.
+  SimBackend sim(sim_profile("7b-h200"), options(4), 0);
+  struct Plain final : Backend {
+    explicit Plain(Backend& inner) : inner(inner) {}
+    const ModelDesc& desc() const override { return inner.desc(); }
+    std::string name() const override { return "plain"; }
+    KvPool& kv() override { return inner.kv(); }
+    int max_batch_tokens() const override { return inner.max_batch_tokens(); }
+    void step(std::span<const SeqStep> batch, float* logits) override { inner.step(batch, logits); }
+    Backend& inner;
+  } plain(sim);
+  EXPECT_FALSE(plain.picks_greedy());
+  std::vector<int32_t> tokens;
+  EXPECT_THROW(plain.step_greedy({}, tokens), std::logic_error);
+}
+
 TEST(SimBackend, ValidatesBatchesLikeEveryBackend) {
   SimBackend sim(sim_profile("7b-h200"), options(4, 8), 0);
   const Tokens ok = {1, 2};

@@ -282,6 +282,36 @@ TEST(Sampler, LogprobOffDrawsTheSameTokensAndReportsNone) {
   }
 }
 
+TEST(Sampler, PlainGreedyOnlyWithoutTemperaturePenaltiesOrLogprobs) {
+  SamplingParams plain;
+  plain.temperature = 0;
+  plain.logprob = false;
+  EXPECT_TRUE(Sampler(plain).plain_greedy());
+  auto edited = [&](auto edit) {
+    SamplingParams p = plain;
+    edit(p);
+    return Sampler(p).plain_greedy();
+  };
+  EXPECT_FALSE(edited([](SamplingParams& p) { p.temperature = 0.5f; }));
+  EXPECT_FALSE(edited([](SamplingParams& p) { p.logprob = true; }));
+  EXPECT_FALSE(edited([](SamplingParams& p) { p.n_logprobs = 1; }));
+  EXPECT_FALSE(edited([](SamplingParams& p) { p.repetition_penalty = 1.2f; }));
+  EXPECT_FALSE(edited([](SamplingParams& p) { p.frequency_penalty = 0.5f; }));
+  EXPECT_FALSE(edited([](SamplingParams& p) { p.presence_penalty = -0.5f; }));
+  // Filters do not matter at temperature 0: sample() returns the argmax regardless.
+  EXPECT_TRUE(edited([](SamplingParams& p) { p.top_k = 5; p.top_p = 0.5f; p.min_p = 0.1f; }));
+  SplitMix64 gen(11);
+  for (int step = 0; step < 50; ++step) {
+    std::vector<float> logits(257);
+    for (float& l : logits) l = float(gen.uniform() * 8.0 - 4.0);
+    const auto argmax = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    SamplingParams filtered = plain;
+    filtered.top_k = 5;
+    filtered.top_p = 0.5f;
+    EXPECT_EQ(Sampler(filtered).sample(logits, {}).token, argmax);
+  }
+}
+
 TEST(Sampler, ValidatesParameters) {
   auto invalid = [](auto edit) {
     SamplingParams p;
