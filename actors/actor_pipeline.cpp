@@ -10,7 +10,8 @@
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 
-#include "actors/actor_meters.hpp"
+#include "actors/mailbox_meter.hpp"
+#include "actors/worker_meter.hpp"
 #include "actors/actor_request.hpp"
 #include "actors/actor_request_registry.hpp"
 #include "actors/actor_scheduler.hpp"

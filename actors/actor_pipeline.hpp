@@ -32,11 +32,6 @@ class ActorPipeline : public Pipeline {
   virtual const SharedKvCache& kv_cache() const = 0;
   // Worker i's actor (tests stop one to see its sequences fail).
   virtual caf::actor worker(int32_t index) const = 0;
-  // Gaps between back-to-back steps of every worker: from the end of one StepRunner::run
-  // (forward pass and sampling) to the start of the next, i.e. the runtime's hand-offs and
-  // planning (a worker that waited for work in between records none), since the last call,
-  // in seconds.
-  virtual std::vector<double> take_step_gaps() = 0;
   // Per worker, the time spent sampling after Backend::step returned (worker_busy_seconds
   // counts Backend::step alone), in seconds since start.
   virtual std::vector<double> sampling_seconds() const = 0;

@@ -14,7 +14,7 @@
 
 #include <caf/fwd.hpp>
 
-#include "actors/actor_meters.hpp"
+#include "actors/mailbox_meter.hpp"
 #include "actors/actor_request_registry.hpp"
 #include "actors/engine.hpp"
 

@@ -22,7 +22,7 @@
 
 #include <caf/fwd.hpp>
 
-#include "actors/actor_meters.hpp"
+#include "actors/mailbox_meter.hpp"
 #include "actors/shared_kv_cache.hpp"
 #include "actors/sharing_granularity.hpp"
 #include "model/batch_planner.hpp"

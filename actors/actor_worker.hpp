@@ -15,7 +15,8 @@
 
 #include <caf/fwd.hpp>
 
-#include "actors/actor_meters.hpp"
+#include "actors/mailbox_meter.hpp"
+#include "actors/worker_meter.hpp"
 #include "actors/step_runner.hpp"
 
 namespace troupe {

@@ -280,6 +280,11 @@ class EngineImpl final : public Engine {
     return current_->parts_context;
   }
 
+  std::vector<double> take_step_gaps() override {
+    std::shared_lock lock(mutex_);
+    return current_->pipeline->take_step_gaps();
+  }
+
   EngineStats stats() const override {
     std::shared_lock lock(mutex_);
     EngineStats stats = current_->pipeline->stats();

@@ -155,7 +155,8 @@ struct EngineStats {
   // Lock contention (locks) or mailbox depth (actors) of each shared state and queue, by
   // name: "kv_cache", "planner", "request_channels", "scheduler_mailbox", ...
   std::vector<std::pair<std::string, SharingStats>> sharing;
-  // Worker activity since start: time inside Backend::step and wall time.
+  // Worker activity since start: time inside Backend::step (for a backend that picks greedy
+  // tokens itself, the pick is inside it) per worker.
   std::vector<double> worker_busy_seconds;
   double uptime_seconds = 0;
   bool draining = false;
@@ -183,6 +184,11 @@ class Engine {
   virtual int32_t context_tokens() const = 0;
 
   virtual EngineStats stats() const = 0;
+  // The current generation's idle gaps between back-to-back steps of each worker since the
+  // last call, in seconds: from the end of one step (Backend::step and sampling) to the
+  // start of the next while the worker had work, i.e. the runtime's hand-offs, locking and
+  // planning. At most the last 8192 per worker.
+  virtual std::vector<double> take_step_gaps() = 0;
 
   // Stops accepting (new requests end at once with Unavailable), waits until every request
   // ended or `drain` passed, then cancels the rest and waits for their end events. Returns

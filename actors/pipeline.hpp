@@ -21,6 +21,11 @@ class Pipeline {
   // Requests submitted and not yet ended.
   virtual int32_t live_requests() const = 0;
   virtual EngineStats stats() const = 0;
+  // Gaps between back-to-back steps of every worker: from the end of one StepRunner::run
+  // (forward pass and sampling) to the start of the next, i.e. the runtime's hand-offs,
+  // locking and planning (a worker that waited for work in between records none), since the
+  // last call, in seconds (each worker keeps its last 8192).
+  virtual std::vector<double> take_step_gaps() = 0;
   // Cancels every live request; returns how many.
   virtual int cancel_all() = 0;
 };

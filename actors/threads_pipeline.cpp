@@ -6,6 +6,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "actors/request_flow.hpp"
 #include "actors/shared_planner_kv.hpp"
 #include "actors/step_runner.hpp"
+#include "actors/worker_meter.hpp"
 #include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/sim_backend.hpp"
@@ -105,9 +107,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     PlannerConfig planner_config = options_.planner;
     planner_config.workers = options_.workers;
     planner_ = std::make_unique<BatchPlanner>(planner_config, *planner_kv_);
-    busy_ns_ = std::make_unique<std::atomic<uint64_t>[]>(size_t(options_.workers));
-    sampling_ns_ = std::make_unique<std::atomic<uint64_t>[]>(size_t(options_.workers));
-    gaps_.resize(size_t(options_.workers));
+    meters_ = std::make_unique<WorkerMeter[]>(size_t(options_.workers));
     alive_workers_ = options_.workers;
 
     delivery_ = std::thread([this] { deliver_loop(); });
@@ -240,7 +240,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
                      {"request_channels", to_sharing_stats(channel_counter_.snapshot())},
                      {"delivery_queue", to_sharing_stats(delivery_counter_.snapshot())}};
     for (int32_t w = 0; w < options_.workers; ++w)
-      stats.worker_busy_seconds.push_back(double(busy_ns_[size_t(w)].load()) * 1e-9);
+      stats.worker_busy_seconds.push_back(meters_[size_t(w)].busy_seconds());
     stats.uptime_seconds = std::chrono::duration<double>(EngineClock::now() - created_).count();
     return stats;
   }
@@ -250,16 +250,15 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   std::vector<double> sampling_seconds() const override {
     std::vector<double> seconds;
     for (int32_t w = 0; w < options_.workers; ++w)
-      seconds.push_back(double(sampling_ns_[size_t(w)].load()) * 1e-9);
+      seconds.push_back(meters_[size_t(w)].sampling_seconds());
     return seconds;
   }
 
   std::vector<double> take_step_gaps() override {
     std::vector<double> all;
-    std::lock_guard lock(gaps_mutex_);
-    for (std::vector<double>& gaps : gaps_) {
+    for (int32_t w = 0; w < options_.workers; ++w) {
+      const std::vector<double> gaps = meters_[size_t(w)].take_gaps();
       all.insert(all.end(), gaps.begin(), gaps.end());
-      gaps.clear();
     }
     return all;
   }
@@ -280,13 +279,16 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     schedule(req);
   }
 
-  void schedule(const ReqPtr& req) {
+  // Queues requests for the delivery thread: one hold of its lock and one wake-up for all.
+  void schedule(std::span<const ReqPtr> reqs) {
+    if (reqs.empty()) return;
     {
       auto lock = delivery_counter_.acquire(delivery_lock_);
-      delivery_queue_.push_back(req);
+      delivery_queue_.insert(delivery_queue_.end(), reqs.begin(), reqs.end());
     }
     delivery_cv_.notify_one();
   }
+  void schedule(const ReqPtr& req) { schedule(std::span(&req, 1)); }
 
   // The first end the runtime decides wins; later ones are dropped.
   void send_end(const ReqPtr& req, PendingEnd end) {
@@ -300,18 +302,16 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     if (wake) schedule(req);
   }
 
-  void send_tokens(const ReqPtr& req, const SampledOutput* outputs, std::size_t count,
+  // Puts a step's output in the request's channel; true when the caller must schedule it
+  // (a worker schedules all of a step's requests at once).
+  bool send_tokens(const ReqPtr& req, const SampledOutput* outputs, std::size_t count,
                    const std::optional<Admission>& admission, bool planner_ended) {
-    bool wake = false;
-    {
-      auto lock = channel_counter_.acquire(req->channel_lock);
-      if (req->closed) return;
-      if (admission) req->admission = admission;
-      req->tokens.insert(req->tokens.end(), outputs, outputs + count);
-      if (planner_ended && !req->end) req->end = PendingEnd{};
-      wake = !std::exchange(req->scheduled, true);
-    }
-    if (wake) schedule(req);
+    auto lock = channel_counter_.acquire(req->channel_lock);
+    if (req->closed) return false;
+    if (admission) req->admission = admission;
+    req->tokens.insert(req->tokens.end(), outputs, outputs + count);
+    if (planner_ended && !req->end) req->end = PendingEnd{};
+    return !std::exchange(req->scheduled, true);
   }
 
   // ---- workers ----
@@ -328,10 +328,10 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     std::vector<StepHandoff> handoffs, previous;  // this step's requests, the last step's
     std::vector<SeqSampling*> samplers;
     std::vector<std::pair<ReqPtr, PendingEnd>> ends;
+    std::vector<ReqPtr> wakes;  // requests to schedule for delivery after a step
     std::optional<StepResult> done_step;
     uint64_t done_batch = 0;
     bool back_to_back = false;
-    EngineClock::time_point last_end;
     uint64_t seen_epoch = 0;
 
     auto lock = planner_counter_.acquire(planner_lock_);
@@ -384,15 +384,16 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
       ends.clear();
       for (const StepHandoff& handoff : previous) {
         const bool has_output = handoff.output != SIZE_MAX;
-        send_tokens(handoff.req, has_output ? &done_step->outputs[handoff.output] : nullptr,
-                    has_output ? 1 : 0, handoff.admission, handoff.ended);
+        if (send_tokens(handoff.req, has_output ? &done_step->outputs[handoff.output] : nullptr,
+                        has_output ? 1 : 0, handoff.admission, handoff.ended))
+          wakes.push_back(handoff.req);
       }
+      schedule(wakes);
+      wakes.clear();
       previous.clear();
       done_step.reset();
 
       if (!idle) {
-        const EngineClock::time_point start = EngineClock::now();
-        if (back_to_back) record_gap(worker, start - last_end);
         try {
           done_step = runner.run(batch, samplers);
         } catch (const std::exception& error) {
@@ -400,25 +401,14 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
           fail_worker(lock, worker, error.what());
           return;
         }
-        last_end = done_step->ended;
-        busy_ns_[size_t(worker)].fetch_add(
-            uint64_t(std::chrono::nanoseconds(done_step->backend_ended - start).count()),
-            std::memory_order_relaxed);
-        sampling_ns_[size_t(worker)].fetch_add(
-            uint64_t(std::chrono::nanoseconds(done_step->ended - done_step->backend_ended).count()),
-            std::memory_order_relaxed);
+        meters_[size_t(worker)].step(done_step->started, done_step->backend_ended,
+                                     done_step->ended, back_to_back);
         back_to_back = true;
         done_batch = batch.id;
         std::swap(previous, handoffs);
       }
       lock.lock();
     }
-  }
-
-  void record_gap(int32_t worker, EngineClock::duration gap) {
-    std::lock_guard lock(gaps_mutex_);
-    std::vector<double>& gaps = gaps_[size_t(worker)];
-    if (gaps.size() < (1u << 20)) gaps.push_back(std::chrono::duration<double>(gap).count());
   }
 
   // Planner lock held.
@@ -617,10 +607,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   std::atomic<int32_t> live_{0};
   std::atomic<uint64_t> finished_{0}, cancelled_{0}, failed_{0};
   std::atomic<uint64_t> prompt_tokens_{0}, generated_tokens_{0}, cached_tokens_{0};
-  std::unique_ptr<std::atomic<uint64_t>[]> busy_ns_;      // inside Backend::step
-  std::unique_ptr<std::atomic<uint64_t>[]> sampling_ns_;  // sampling after it
-  std::mutex gaps_mutex_;  // measurement only
-  std::vector<std::vector<double>> gaps_;
+  std::unique_ptr<WorkerMeter[]> meters_;  // one per worker; measurement only
 
   std::thread delivery_;
   std::vector<std::thread> workers_;

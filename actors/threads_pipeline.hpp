@@ -26,11 +26,6 @@ namespace troupe {
 class ThreadsPipeline : public Pipeline {
  public:
   virtual const SharedKvCache& kv_cache() const = 0;
-  // Gaps between back-to-back steps of every worker: from the end of one StepRunner::run
-  // (forward pass and sampling) to the start of the next, i.e. the runtime's hand-offs,
-  // locking and planning (a worker that waited for work in between records none), since the
-  // last call, in seconds.
-  virtual std::vector<double> take_step_gaps() = 0;
   // Per worker, the time spent sampling after Backend::step returned (worker_busy_seconds
   // counts Backend::step alone), in seconds since start.
   virtual std::vector<double> sampling_seconds() const = 0;

@@ -1,4 +1,4 @@
-#include "actors/actor_meters.hpp"
+#include "actors/worker_meter.hpp"
 
 #include <algorithm>
 #include <chrono>

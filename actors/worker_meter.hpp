@@ -1,12 +1,9 @@
 #pragma once
-// Meters of runtime `actors`, written by actors and read by stats() from any thread.
-// The scheduler's mailbox is a MailboxMeter (actors/mailbox_meter.hpp, "scheduler_mailbox"):
-// senders put sent()'s stamp in the message, the scheduler calls handled(stamp), so the wait
-// is the time from send to the start of handling (queue + wake-up).
 // WorkerMeter: one worker's time inside Backend::step, its sampling time, and the gaps between
 // back-to-back steps, from the end of one StepRunner::run (forward pass and sampling) to the
-// start of the next: the runtime's hand-offs and planning (the last kGapSamples, for
-// percentiles), as the threads runtime measures them.
+// start of the next: the runtime's hand-offs, locking and planning (the last kGapSamples, for
+// percentiles). Both runtimes keep one per worker; the worker writes it once per step and
+// stats() reads it from any thread.
 // Thread-safe: counters are relaxed atomics (a snapshot may mix adjacent moments); the gap
 // samples sit behind a mutex the worker holds once per step.
 
@@ -16,8 +13,6 @@
 #include <vector>
 
 #include "actors/engine.hpp"
-#include "actors/mailbox_meter.hpp"
-#include "actors/sharing.hpp"
 
 namespace troupe {
 

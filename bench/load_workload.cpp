@@ -14,13 +14,6 @@ namespace {
 
 double nan() { return std::numeric_limits<double>::quiet_NaN(); }
 
-Distribution distribution_ms(const std::vector<double>& seconds) {
-  if (seconds.empty()) return {nan(), nan(), nan(), nan()};
-  std::vector<double> ms;
-  for (double value : seconds) ms.push_back(value * 1e3);
-  return distribution(ms);
-}
-
 std::vector<int32_t> random_tokens(std::mt19937_64& random, int count) {
   std::uniform_int_distribution<int32_t> token(kRandomTokenFirst, kRandomTokenEnd - 1);
   std::vector<int32_t> tokens(static_cast<std::size_t>(count));
@@ -228,10 +221,10 @@ LoadSummary summarize_load(const std::vector<LoadRequestResult>& results, const 
   summary.total_tok_per_s = (output + prompt) / seconds;
   summary.goodput_per_s = good / seconds;
   summary.goodput_fraction = summary.completed > 0 ? double(good) / summary.completed : nan();
-  summary.ttft_ms = distribution_ms(ttft);
-  summary.tpot_ms = distribution_ms(tpot);
-  summary.itl_ms = distribution_ms(itl);
-  summary.e2e_ms = distribution_ms(e2e);
+  summary.ttft_ms = scaled_distribution(ttft, 1e3);
+  summary.tpot_ms = scaled_distribution(tpot, 1e3);
+  summary.itl_ms = scaled_distribution(itl, 1e3);
+  summary.e2e_ms = scaled_distribution(e2e, 1e3);
   return summary;
 }
 

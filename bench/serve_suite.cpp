@@ -37,13 +37,6 @@ Summary summary_of(const std::vector<ServeRun>& runs, double ServeRun::*figure, 
   return summarize(values);
 }
 
-Distribution distribution_ms(const std::vector<double>& seconds) {
-  if (seconds.empty()) return {nan(), nan(), nan(), nan()};
-  std::vector<double> ms;
-  for (double value : seconds) ms.push_back(value * 1e3);
-  return distribution(ms);
-}
-
 std::string median_range(const Summary& summary, auto&& format) {
   if (std::isnan(summary.median)) return "-";
   return format(summary.median) + " [" + format(summary.min) + "-" + format(summary.max) + "]";
@@ -236,7 +229,7 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
     row.wall_seconds = summary_of(row.runs, &ServeRun::wall_seconds);
     row.worker_utilization = summary_of(row.runs, &ServeRun::worker_utilization);
     row.idle_gap_mean_us = summary_of(row.runs, &ServeRun::idle_gap_mean_seconds, 1e6);
-    std::vector<double> ttft, tpot, itl, e2e, queue, rss, hit_rates;
+    std::vector<double> ttft, tpot, itl, e2e, queue, rss, hit_rates, gaps;
     for (const ServeRun& run : row.runs) {
       for (const RequestTimes& request : run.requests) {
         ttft.push_back(request.ttft);
@@ -249,6 +242,7 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
         for (std::size_t i = 1; i < n; ++i)
           itl.push_back(request.token_times[i] - request.token_times[i - 1]);
       }
+      gaps.insert(gaps.end(), run.idle_gaps.begin(), run.idle_gaps.end());
       if (run.peak_rss_bytes) rss.push_back(static_cast<double>(*run.peak_rss_bytes));
       hit_rates.push_back(run.prefix_hit_rate);
       row.peak_kv_blocks = std::max(row.peak_kv_blocks, run.peak_kv_blocks);
@@ -267,11 +261,12 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
         found->mailbox_depth_max = std::max(found->mailbox_depth_max, stats.mailbox_depth_max);
       }
     }
-    row.ttft_ms = distribution_ms(ttft);
-    row.tpot_ms = distribution_ms(tpot);
-    row.itl_ms = distribution_ms(itl);
-    row.e2e_ms = distribution_ms(e2e);
-    row.queue_ms = distribution_ms(queue);
+    row.ttft_ms = scaled_distribution(ttft, 1e3);
+    row.tpot_ms = scaled_distribution(tpot, 1e3);
+    row.itl_ms = scaled_distribution(itl, 1e3);
+    row.e2e_ms = scaled_distribution(e2e, 1e3);
+    row.queue_ms = scaled_distribution(queue, 1e3);
+    row.idle_gap_us = scaled_distribution(gaps, 1e6);
     row.peak_rss_bytes = rss.empty() ? nan() : median(rss);
     row.prefix_hit_rate = hit_rates.empty() ? nan() : median(hit_rates);
     rows.push_back(std::move(row));
@@ -330,8 +325,10 @@ void print_serve_table(std::ostream& out, const ServeConfig& config, int batch_s
   add("worker utilization %", [&](const ServeRow& r) {
     return median_range(r.worker_utilization, [](double v) { return format_fixed(100 * v, 1); });
   });
-  add("idle gap mean us",
+  add("idle per step us",
       [&](const ServeRow& r) { return median_range(r.idle_gap_mean_us, fixed1); });
+  add("idle gap us p50", [&](const ServeRow& r) { return fixed1(r.idle_gap_us.p50); });
+  add("  p99", [&](const ServeRow& r) { return fixed1(r.idle_gap_us.p99); });
   add("peak RSS MiB", [&](const ServeRow& r) { return mib_text(r.peak_rss_bytes); });
   add("peak KV blocks", [&](const ServeRow& r) { return std::to_string(r.peak_kv_blocks); });
   add(config.simulated() ? "peak KV MiB (simulated)" : "peak KV MiB",
@@ -422,6 +419,7 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
         {"queue_ms", distribution_json(row.queue_ms)},
         {"worker_utilization", summary_json(row.worker_utilization)},
         {"idle_gap_mean_us", summary_json(row.idle_gap_mean_us)},
+        {"idle_gap_us", distribution_json(row.idle_gap_us)},
         {"peak_rss_bytes", row.peak_rss_bytes},
         {"peak_kv_blocks", row.peak_kv_blocks},
         {"peak_kv_bytes", row.peak_kv_bytes},
@@ -456,7 +454,8 @@ std::vector<std::string> serve_csv_header() {
     for (const char* stat : {"mean", "p50", "p90", "p99"})
       header.push_back(fmt::format("{}_{}", name, stat));
   for (const char* name :
-       {"worker_utilization_median", "idle_gap_mean_us_median", "peak_rss_bytes", "peak_kv_blocks",
+       {"worker_utilization_median", "idle_gap_mean_us_median", "idle_gap_us_p50",
+        "idle_gap_us_p99", "peak_rss_bytes", "peak_kv_blocks",
         "peak_kv_bytes", "prefix_hit_rate", "preemptions", "ratio_to_first"})
     header.push_back(name);
   return header;
@@ -482,6 +481,7 @@ std::vector<std::string> serve_csv_fields(const ServeRow& row) {
        {&row.ttft_ms, &row.tpot_ms, &row.itl_ms, &row.e2e_ms, &row.queue_ms})
     for (double value : {d->mean, d->p50, d->p90, d->p99}) fields.push_back(number(value));
   for (double value : {row.worker_utilization.median, row.idle_gap_mean_us.median,
+                       row.idle_gap_us.p50, row.idle_gap_us.p99,
                        row.peak_rss_bytes, double(row.peak_kv_blocks), double(row.peak_kv_bytes),
                        row.prefix_hit_rate, double(row.preemptions), row.ratio_to_first})
     fields.push_back(number(value));

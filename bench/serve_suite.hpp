@@ -87,6 +87,7 @@ struct ServeRow {
   Summary output_tok_per_s, total_tok_per_s, prompt_tok_per_s, generation_tok_per_s;
   Summary wall_seconds, worker_utilization, idle_gap_mean_us;
   Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms, queue_ms;
+  Distribution idle_gap_us;  // the measured gaps of every repetition together
   double peak_rss_bytes = 0;   // median; NaN when unreadable
   int32_t peak_kv_blocks = 0;  // max over repetitions
   uint64_t peak_kv_bytes = 0;

@@ -184,6 +184,7 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   auto ends = std::make_shared<RunEnds>();
   ends->ends.resize(prompts.size());
   const EngineStats before = engine->stats();
+  engine->take_step_gaps();  // the warm-up's
   const EngineClock::time_point arrival = EngineClock::now();
   for (std::size_t i = 0; i < prompts.size(); ++i)
     engine->submit(make_request(std::move(prompts[i]), workload.n_gen, arrival),
@@ -192,6 +193,7 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   const EngineClock::time_point deadline = arrival + wait_limit;
   const bool first_ended = wait_for_ends(*ends, 1, deadline);
   const EngineStats at_first_end = engine->stats();
+  std::vector<double> idle_gaps = engine->take_step_gaps();
   const double window = seconds_between(arrival, EngineClock::now());
   if (!first_ended || !wait_for_ends(*ends, prompts.size(), deadline)) {
     engine->shutdown(std::chrono::milliseconds(0));
@@ -213,6 +215,7 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   const double steps = static_cast<double>(at_first_end.planner.batches - before.planner.batches);
   run.worker_utilization = workers > 0 && window > 0 ? busy / (workers * window) : nan();
   run.idle_gap_mean_seconds = steps > 0 ? std::max(0.0, workers * window - busy) / steps : nan();
+  run.idle_gaps = std::move(idle_gaps);
   run.peak_kv_blocks = after.kv.peak_in_use_blocks;
   if (after.kv.total_blocks > 0)
     run.peak_kv_bytes = after.kv_bytes / static_cast<uint64_t>(after.kv.total_blocks) *

@@ -15,6 +15,9 @@
 //                        request is still waiting or running; steps still in flight at the
 //                        window's end are not counted yet (biased low by under one step)
 //   idle_gap_mean        (workers x window - busy) / steps planned in the window
+//   idle_gaps            each gap the runtimes measured between back-to-back steps of a
+//                        worker in the window (Engine::take_step_gaps): hand-offs, locking
+//                        and planning, without the time a worker waited for work
 // Not thread-safe: one run at a time per process (peak RSS is process-wide).
 
 #include <cstdint>
@@ -56,6 +59,7 @@ struct ServeRun {
   double total_tok_per_s = 0;
   double worker_utilization = 0;
   double idle_gap_mean_seconds = 0;  // NaN when no step was planned in the window
+  std::vector<double> idle_gaps;     // seconds
   int32_t peak_kv_blocks = 0;
   uint64_t peak_kv_bytes = 0;
   uint64_t gpu_memory_bytes = 0;  // EngineStats::gpu_memory_bytes (cuda; else 0)

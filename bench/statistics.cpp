@@ -55,6 +55,17 @@ Distribution distribution(std::span<const double> values) {
   return {mean(values), percentile(values, 50), percentile(values, 90), percentile(values, 99)};
 }
 
+Distribution scaled_distribution(std::span<const double> values, double scale) {
+  if (values.empty()) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    return {nan, nan, nan, nan};
+  }
+  std::vector<double> scaled;
+  scaled.reserve(values.size());
+  for (double value : values) scaled.push_back(value * scale);
+  return distribution(scaled);
+}
+
 double ratio(double numerator, double denominator) {
   if (denominator == 0 || !std::isfinite(numerator) || !std::isfinite(denominator))
     return std::numeric_limits<double>::quiet_NaN();

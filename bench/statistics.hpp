@@ -37,6 +37,8 @@ struct Distribution {
   double p99 = 0;
 };
 Distribution distribution(std::span<const double> values);
+// distribution() of every value times `scale` (1e3: seconds to ms); all NaN for no values.
+Distribution scaled_distribution(std::span<const double> values, double scale);
 
 // numerator / denominator; NaN when the denominator is zero or either side is not finite.
 double ratio(double numerator, double denominator);

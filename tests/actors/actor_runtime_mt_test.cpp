@@ -19,7 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/actor_meters.hpp"
+#include "actors/mailbox_meter.hpp"
+#include "actors/worker_meter.hpp"
 #include "actors/actor_pipeline.hpp"
 #include "actors/actor_request_registry.hpp"
 #include "tests/actors/actor_runtime_support.hpp"

@@ -73,6 +73,9 @@ void expect_complete_results(const ServeConfig& config, const std::vector<ServeR
       EXPECT_NEAR(run.output_tok_per_s * run.wall_seconds, row.batch_size * config.n_gen, 1e-6);
       EXPECT_GT(run.worker_utilization, 0);
       EXPECT_LE(run.worker_utilization, 1.0 + 1e-9);
+      // Every request decodes several steps back to back before the first one ends.
+      EXPECT_FALSE(run.idle_gaps.empty());
+      for (double gap : run.idle_gaps) EXPECT_GE(gap, 0);
       EXPECT_GT(run.peak_kv_blocks, 0);
       EXPECT_EQ(run.gpu_memory_bytes, 0u);  // no cuda backend in these runs
       ASSERT_TRUE(run.peak_rss_bytes.has_value());
@@ -81,7 +84,7 @@ void expect_complete_results(const ServeConfig& config, const std::vector<ServeR
   }
   expect_all_finite(document["results"], "results");
   for (const Json& result : document["results"])
-    for (const char* key : {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms"})
+    for (const char* key : {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms", "idle_gap_us"})
       for (const char* stat : {"mean", "p50", "p90", "p99"})
         EXPECT_TRUE(result[key][stat].is_number()) << key << "." << stat;
 }

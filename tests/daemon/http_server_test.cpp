@@ -53,6 +53,7 @@ class FakeEngine final : public Engine {
   std::shared_ptr<const LoadedModel> model() const override { return tiny_model(); }
   int32_t context_tokens() const override { return 2048; }
   EngineStats stats() const override { return {}; }
+  std::vector<double> take_step_gaps() override { return {}; }
   int shutdown(std::chrono::milliseconds) override { return 0; }
 };
 
