@@ -74,7 +74,7 @@ std::string_view describe(SeqState state) {
 BatchPlanner::BatchPlanner(const PlannerConfig& config, PlannerKv& kv)
     : config_(config), kv_(kv) {
   config_.validate();
-  running_per_worker_.assign(size_t(config_.workers), 0);
+  running_on_.resize(size_t(config_.workers));
 }
 
 bool BatchPlanner::before(const Seq* a, const Seq* b) {
@@ -133,6 +133,7 @@ SubmitResult BatchPlanner::submit(SeqRequest request) {
   seq.priority = request.priority;
   seq.arrival = next_arrival_++;
   seq.deadline = request.deadline;
+  earliest_deadline_ = std::min(earliest_deadline_, seq.deadline);
   insert_ordered(waiting_, &seq);
   ++stats_.submitted;
   stats_.peak_waiting = std::max(stats_.peak_waiting, int32_t(waiting_.size()));
@@ -153,7 +154,7 @@ void BatchPlanner::count_end(SeqEnd reason) {
 // its step, when one is in flight).
 void BatchPlanner::end_running(Seq& seq, SeqEnd reason) {
   erase_from(running_, &seq);
-  --running_per_worker_[size_t(seq.worker)];
+  erase_from(running_on_[size_t(seq.worker)], &seq);
   seq.state = SeqState::Finished;
   count_end(reason);
   if (seq.in_flight_batch == 0) to_free_.push_back(seq.id);
@@ -193,9 +194,7 @@ std::vector<uint64_t> BatchPlanner::fail_worker(int32_t worker) {
     it = in_flight_.erase(it);
   }
   std::vector<uint64_t> ended;
-  std::vector<Seq*> victims;
-  for (Seq* seq : running_)
-    if (seq->worker == worker) victims.push_back(seq);
+  const std::vector<Seq*> victims = running_on_[size_t(worker)];
   for (Seq* seq : victims) {
     end_running(*seq, SeqEnd::Failed);
     ended.push_back(seq->id);
@@ -204,6 +203,7 @@ std::vector<uint64_t> BatchPlanner::fail_worker(int32_t worker) {
 }
 
 void BatchPlanner::expire(PlannerClock::time_point now, std::vector<EndedSeq>& ended) {
+  if (now < earliest_deadline_) return;
   for (size_t i = 0; i < waiting_.size();) {
     Seq* seq = waiting_[i];
     if (seq->deadline > now) {
@@ -224,6 +224,9 @@ void BatchPlanner::expire(PlannerClock::time_point now, std::vector<EndedSeq>& e
     ended.push_back({seq->id, SeqEnd::Deadline});
     end_running(*seq, SeqEnd::Deadline);  // erases running_[i]
   }
+  earliest_deadline_ = PlannerClock::time_point::max();
+  for (const Seq* seq : waiting_) earliest_deadline_ = std::min(earliest_deadline_, seq->deadline);
+  for (const Seq* seq : running_) earliest_deadline_ = std::min(earliest_deadline_, seq->deadline);
 }
 
 void BatchPlanner::free_ended() {
@@ -237,7 +240,7 @@ void BatchPlanner::preempt(Seq& victim) {
   const uint64_t id = victim.id;
   kv_.free(std::span<const uint64_t>(&id, 1));
   erase_from(running_, &victim);
-  --running_per_worker_[size_t(victim.worker)];
+  erase_from(running_on_[size_t(victim.worker)], &victim);
   victim.state = SeqState::Preempted;
   victim.worker = -1;
   victim.computed = 0;
@@ -258,9 +261,8 @@ BatchPlanner::Seq* BatchPlanner::newest_preemptible() {
 // One slot per decoding sequence of `worker`; preemption when blocks run out.
 void BatchPlanner::plan_decodes(int32_t worker, std::vector<Seq*>& decodes,
                                 std::vector<EndedSeq>& ended, bool& preempted) {
-  for (Seq* seq : running_)
-    if (seq->worker == worker && seq->state == SeqState::Decoding && seq->in_flight_batch == 0)
-      decodes.push_back(seq);
+  for (Seq* seq : running_on_[size_t(worker)])
+    if (seq->state == SeqState::Decoding && seq->in_flight_batch == 0) decodes.push_back(seq);
   std::vector<Seq*> pending = decodes;
   while (!pending.empty()) {
     appends_.clear();
@@ -304,7 +306,7 @@ void BatchPlanner::plan_decodes(int32_t worker, std::vector<Seq*>& decodes,
 // free blocks allow; each admitted one gets a first prefill chunk.
 void BatchPlanner::admit(int32_t worker, int32_t& budget, int32_t& seq_slots,
                          std::vector<Seq*>& prefills, std::vector<EndedSeq>& ended) {
-  int32_t room = config_.max_seqs - running_per_worker_[size_t(worker)];
+  int32_t room = config_.max_seqs - int32_t(running_on_[size_t(worker)].size());
   if (budget <= 0 || seq_slots <= 0 || room <= 0 || waiting_.empty()) return;
   int64_t blocks_left = kv_.available_blocks();
   int32_t worst_budget = budget;
@@ -347,7 +349,7 @@ void BatchPlanner::admit(int32_t worker, int32_t& budget, int32_t& seq_slots,
     seq.computed = result.cached_tokens;
     seq.table_stale = true;
     insert_ordered(running_, &seq);
-    ++running_per_worker_[size_t(worker)];
+    insert_ordered(running_on_[size_t(worker)], &seq);
     ++stats_.admitted;
     if (budget > 0 && seq_slots > 0) {
       seq.chunk = std::min(int32_t(seq.tokens.size()) - seq.computed, budget);
@@ -446,10 +448,9 @@ Batch BatchPlanner::plan(int32_t worker, PlannerClock::time_point now) {
   int32_t seq_slots = config_.max_seqs - int32_t(decodes.size());
 
   std::vector<Seq*> prefills;
-  for (Seq* seq : running_) {
+  for (Seq* seq : running_on_[size_t(worker)]) {
     if (budget <= 0 || seq_slots <= 0) break;
-    if (seq->worker != worker || seq->state != SeqState::Prefilling || seq->in_flight_batch != 0)
-      continue;
+    if (seq->state != SeqState::Prefilling || seq->in_flight_batch != 0) continue;
     seq->chunk = std::min(int32_t(seq->tokens.size()) - seq->computed, budget);
     budget -= seq->chunk;
     --seq_slots;
@@ -470,18 +471,30 @@ std::vector<EndedSeq> BatchPlanner::complete(uint64_t batch_id,
   if (flight == in_flight_.end())
     throw std::invalid_argument("complete: unknown batch " + std::to_string(batch_id) +
                                 " (already completed, empty, or its worker failed)");
+  // sampled_seqs_[i]: sampled[i]'s sequence once validated. Callers list the batch's
+  // wanting steps in batch order, so each is looked up in the batch first, in the whole
+  // table only when the order differs.
+  sampled_seqs_.clear();
   auto clear_marks = [&] {
-    for (const SampledToken& s : sampled)
-      if (auto it = seqs_.find(s.seq); it != seqs_.end()) it->second.sampled_mark = false;
+    for (Seq* seq : sampled_seqs_) seq->sampled_mark = false;
   };
+  size_t next_in_batch = 0;
+  const std::vector<Seq*>& batch_seqs = flight->second.seqs;
   for (const SampledToken& s : sampled) {
-    auto it = seqs_.find(s.seq);
-    const bool wanted = it != seqs_.end() && it->second.in_flight_batch == batch_id &&
-                        it->second.chunk_wants_logits;
+    while (next_in_batch < batch_seqs.size() && !batch_seqs[next_in_batch]->chunk_wants_logits)
+      ++next_in_batch;
+    Seq* found = nullptr;
+    if (next_in_batch < batch_seqs.size() && batch_seqs[next_in_batch]->id == s.seq) {
+      found = batch_seqs[next_in_batch++];
+    } else if (auto it = seqs_.find(s.seq); it != seqs_.end()) {
+      found = &it->second;
+    }
+    const bool wanted =
+        found && found->in_flight_batch == batch_id && found->chunk_wants_logits;
     std::string problem;
     if (!wanted)
       problem = "sequence " + std::to_string(s.seq) + " wanted no token in this batch";
-    else if (it->second.sampled_mark)
+    else if (found->sampled_mark)
       problem = "sequence " + std::to_string(s.seq) + " is listed twice";
     else if (s.token < 0)
       problem = "sequence " + std::to_string(s.seq) + " has negative token " +
@@ -491,7 +504,8 @@ std::vector<EndedSeq> BatchPlanner::complete(uint64_t batch_id,
       throw std::invalid_argument("complete of batch " + std::to_string(batch_id) + ": " +
                                   problem);
     }
-    it->second.sampled_mark = true;
+    found->sampled_mark = true;
+    sampled_seqs_.push_back(found);
   }
   for (const Seq* seq : flight->second.seqs)
     if (seq->chunk_wants_logits && seq->state != SeqState::Finished && !seq->sampled_mark) {
@@ -502,8 +516,9 @@ std::vector<EndedSeq> BatchPlanner::complete(uint64_t batch_id,
   clear_marks();
 
   std::vector<EndedSeq> ended;
-  for (const SampledToken& s : sampled) {
-    Seq& seq = seqs_.find(s.seq)->second;
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    const SampledToken& s = sampled[i];
+    Seq& seq = *sampled_seqs_[i];
     if (seq.state == SeqState::Finished) continue;
     seq.tokens.push_back(s.token);
     if (s.stop || seq.generated() >= seq.max_new_tokens)

@@ -282,7 +282,11 @@ class BatchPlanner {
   std::unordered_map<uint64_t, Seq> seqs_;
   std::vector<Seq*> waiting_;  // (priority, arrival) order
   std::vector<Seq*> running_;  // (priority, arrival) order, every worker
-  std::vector<int32_t> running_per_worker_;
+  // running_on_[w]: worker w's part of running_, same order, so that planning for one worker
+  // touches only its own sequences.
+  std::vector<std::vector<Seq*>> running_on_;
+  // No live sequence's deadline is earlier (a lower bound: expire() skips its scan before).
+  PlannerClock::time_point earliest_deadline_ = PlannerClock::time_point::max();
   std::vector<uint64_t> to_free_;  // ended, holding blocks, in no step
   std::unordered_map<uint64_t, InFlight> in_flight_;
   uint64_t next_arrival_ = 0;
@@ -296,6 +300,7 @@ class BatchPlanner {
   std::vector<KvReserveResult> reserve_results_;
   std::vector<uint64_t> table_ids_;
   std::vector<std::vector<KvBlockId>> table_scratch_;
+  std::vector<Seq*> sampled_seqs_;
 };
 
 std::string_view describe(SeqEnd reason);  // "length", "stop", "cancelled", ...

@@ -536,6 +536,33 @@ TEST(BatchPlanner, CompleteRejectsAMismatchedResultAndChangesNothing) {
   EXPECT_THROW(h.planner.complete(batch.id, std::vector{one}), std::invalid_argument);
 }
 
+TEST(BatchPlanner, CompleteTakesTheSampledTokensInAnyOrder) {
+  // Two planners, the same requests: one gets each step's tokens in batch order, the other
+  // reversed; they must end up with the same sequences.
+  Harness in_order(64, 4, config(32, 4)), reversed(64, 4, config(32, 4));
+  for (Harness* h : {&in_order, &reversed})
+    for (uint64_t seq = 1; seq <= 3; ++seq) h->submit(seq, iota(3 + int32_t(seq), 10), 20);
+  for (int32_t step = 0; step < 5; ++step) {
+    const Batch a = in_order.planner.plan(0, kT0);
+    const Batch b = reversed.planner.plan(0, kT0);
+    ASSERT_EQ(seqs_of(a), seqs_of(b));
+    std::vector<SampledToken> forward;
+    for (const PlannedStep& planned : a.steps)
+      if (planned.want_logits) forward.push_back({planned.seq, 40 + 3 * step + int32_t(planned.seq), false});
+    ASSERT_EQ(forward.size(), 3u);
+    const std::vector<SampledToken> backward(forward.rbegin(), forward.rend());
+    EXPECT_TRUE(in_order.planner.complete(a.id, forward).empty());
+    EXPECT_TRUE(reversed.planner.complete(b.id, backward).empty());
+  }
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    const std::span<const int32_t> a = in_order.planner.tokens(seq);
+    const std::span<const int32_t> b = reversed.planner.tokens(seq);
+    EXPECT_EQ(a.size(), size_t(3 + seq + 5));
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "sequence " << seq;
+    EXPECT_EQ(a.back(), 40 + 12 + int32_t(seq));
+  }
+}
+
 TEST(BatchPlanner, SequencesStayOnTheirWorker) {
   Harness h(64, 4, config(8, 2, 64, /*workers=*/2));
   for (uint64_t seq = 1; seq <= 4; ++seq) h.submit(seq, {int32_t(seq), 1}, 4);
