@@ -1,5 +1,6 @@
 #include "actors/actor_scheduler.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <optional>
 #include <string>
@@ -143,7 +144,7 @@ bool any_worker_alive(const SchedulerState& st) {
   return false;
 }
 
-void dispatch(SchedulerSelf* self, int32_t completed_worker = -1);
+void dispatch(SchedulerSelf* self);
 
 void fail_worker(SchedulerSelf* self, int32_t index, const std::string& why) {
   auto& st = self->state;
@@ -168,45 +169,81 @@ void fail_worker(SchedulerSelf* self, int32_t index, const std::string& why) {
   dispatch(self);
 }
 
-// completed_worker: the worker whose step just completed (its next step is back to back).
-void dispatch(SchedulerSelf* self, int32_t completed_worker) {
-  auto& st = self->state;
-  if (!st.broken.empty()) return;
-  const auto now = EngineClock::now();
-  for (size_t index = 0; index < st.workers.size(); ++index) {
-    WorkerSlot& worker = st.workers[index];
-    if (!worker.alive || worker.busy) continue;
-    // A plan that ended sequences (deadlines) frees their blocks only at the next plan: an
-    // idle worker plans once more for it, so their ends need not wait for other work.
-    Batch batch = st.planner->plan(int32_t(index), now);
-    for (const EndedSeq& ended : batch.ended) end_planned(self, ended);
-    if (batch.empty() && !st.awaiting_free.empty()) {
-      batch = st.planner->plan(int32_t(index), now);
-      for (const EndedSeq& ended : batch.ended) end_planned(self, ended);
+struct PlannedBatch {
+  size_t worker = 0;
+  Batch batch;
+};
+
+// In one KV iteration (one transaction with --kv-granularity step): runs `first` (a
+// completion), then, unless it returned false or the planner is broken, plans the next batch
+// of every idle live worker. Only the planner is touched inside: with --sync actor this runs
+// in the KV owner's thread.
+std::vector<PlannedBatch> plan_idle_workers(SchedulerState& st, EngineClock::time_point now,
+                                            FunctionRef<bool()> first) {
+  std::vector<PlannedBatch> planned;
+  st.kv->iteration([&] {
+    if (!first() || !st.broken.empty()) return;
+    for (size_t index = 0; index < st.workers.size(); ++index) {
+      const WorkerSlot& worker = st.workers[index];
+      if (!worker.alive || worker.busy) continue;
+      Batch batch = st.planner->plan(int32_t(index), now);
+      // A plan that ended sequences by deadline frees their blocks only at the next plan:
+      // an idle worker plans once more for it, so their ends need not wait for other work.
+      const bool deadline_ended =
+          std::any_of(batch.ended.begin(), batch.ended.end(),
+                      [](const EndedSeq& ended) { return ended.reason == SeqEnd::Deadline; });
+      if (batch.empty() && (deadline_ended || !st.awaiting_free.empty())) {
+        Batch again = st.planner->plan(int32_t(index), now);
+        again.ended.insert(again.ended.begin(), batch.ended.begin(), batch.ended.end());
+        batch = std::move(again);
+      }
+      planned.push_back({index, std::move(batch)});
     }
-    if (batch.empty()) continue;
+  });
+  return planned;
+}
+
+// Sends each planned batch to its worker and reports what the plans ended.
+// completed_worker: the worker whose step just completed (its next step is back to back).
+void send_planned(SchedulerSelf* self, std::vector<PlannedBatch>& planned,
+                  EngineClock::time_point now, int32_t completed_worker) {
+  auto& st = self->state;
+  for (PlannedBatch& plan : planned) {
+    for (const EndedSeq& ended : plan.batch.ended) end_planned(self, ended);
+    if (plan.batch.empty()) continue;
+    WorkerSlot& worker = st.workers[plan.worker];
     RunStep step;
-    for (const PlannedStep& planned : batch.steps) {
-      auto found = st.seqs.find(planned.seq);
+    for (const PlannedStep& planned_step : plan.batch.steps) {
+      auto found = st.seqs.find(planned_step.seq);
       if (found == st.seqs.end())
-        throw std::logic_error("the planner scheduled sequence " + std::to_string(planned.seq) +
+        throw std::logic_error("the planner scheduled sequence " +
+                               std::to_string(planned_step.seq) +
                                " that the scheduler does not know");
       SeqEntry& entry = found->second;
-      if (planned.want_logits) step.samplers.push_back(entry.sampling);
-      if (planned.prefill && !entry.admitted) {
+      if (planned_step.want_logits) step.samplers.push_back(entry.sampling);
+      if (planned_step.prefill && !entry.admitted) {
         entry.admitted = true;
-        self->send(entry.requester, SeqAdmitted{now, planned.n_past});
+        self->send(entry.requester, SeqAdmitted{now, planned_step.n_past});
       }
     }
-    step.batch = std::make_shared<Batch>(std::move(batch));
-    step.back_to_back = int32_t(index) == completed_worker;
+    step.batch = std::make_shared<Batch>(std::move(plan.batch));
+    step.back_to_back = int32_t(plan.worker) == completed_worker;
     worker.busy = true;
     self->send(worker.actor, std::move(step));
   }
 }
 
+void dispatch(SchedulerSelf* self) {
+  auto& st = self->state;
+  if (!st.broken.empty()) return;
+  const auto now = EngineClock::now();
+  std::vector<PlannedBatch> planned = plan_idle_workers(st, now, [] { return true; });
+  send_planned(self, planned, now, -1);
+}
+
 // The worker's next step goes out before the tokens and ends of this one reach the requests:
-// a worker never waits for the token routing.
+// a worker never waits for the token routing. Completion and the next plans share one KV
+// iteration.
 void on_step_done(SchedulerSelf* self, StepDone& done) {
   auto& st = self->state;
   if (done.worker < 0 || done.worker >= int32_t(st.workers.size())) return;
@@ -214,10 +251,19 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
   if (!worker.alive) return;
   worker.busy = false;
   std::vector<EndedSeq> ended;
-  try {
-    ended = st.planner->complete(done.batch_id, done.result.sampled);
-  } catch (const std::invalid_argument& error) {
-    fail_worker(self, done.worker, std::string("its step result was refused: ") + error.what());
+  std::optional<std::string> refused;
+  const auto now = EngineClock::now();
+  std::vector<PlannedBatch> planned = plan_idle_workers(st, now, [&] {
+    try {
+      ended = st.planner->complete(done.batch_id, done.result.sampled);
+      return true;
+    } catch (const std::invalid_argument& error) {
+      refused = error.what();  // nothing completed; fail_worker plans the others
+      return false;
+    }
+  });
+  if (refused) {
+    fail_worker(self, done.worker, "its step result was refused: " + *refused);
     return;
   }
   std::vector<uint64_t> touched;
@@ -227,7 +273,7 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
     found->second.outbox.push_back(std::move(output));
     touched.push_back(found->first);
   }
-  dispatch(self, done.worker);
+  send_planned(self, planned, now, done.worker);
   for (uint64_t id : touched) flush(self, id);
   for (const EndedSeq& end : ended) end_planned(self, end);
 }

@@ -88,6 +88,10 @@ class KvCacheSharing final : public SharedKvCache {
     return access_.read([](const KvCacheCore& core) { return core.check(); });
   }
 
+  void transact(FunctionRef<void(KvCacheCore&)> f) override {
+    access_.write([&](KvCacheCore& core) { f(core); });
+  }
+
   SharingStats sharing_stats() const override { return access_.sharing_stats(); }
 
  private:

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "actors/sharing.hpp"
+#include "locks/function_ref.hpp"
 #include "locks/sync_mode.hpp"
 #include "model/kv_cache_core.hpp"
 
@@ -36,6 +37,14 @@ class SharedKvCache {
   virtual int64_t append_slots(std::span<const KvAppend> appends,
                                std::span<KvAppendResult> results) = 0;
   virtual int64_t free(std::span<const uint64_t> seqs) = 0;
+
+  // ---- one transaction ----
+  // Runs f on the core in one hold of the exclusive lock, or as one message to the owner
+  // (f then runs in the owner's thread while the caller waits, so it may use the caller's
+  // locals but must not touch what belongs to the caller's thread, e.g. its actor): the work
+  // of several calls for the price of one. f must not call this cache (it would deadlock)
+  // nor keep the core past its return; what it throws reaches the caller.
+  virtual void transact(FunctionRef<void(KvCacheCore&)> f) = 0;
 
   // ---- writes, one at a time ----
   virtual KvReserveResult reserve(uint64_t seq, std::span<const int32_t> prompt) = 0;

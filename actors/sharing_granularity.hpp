@@ -1,7 +1,8 @@
 #pragma once
 // --kv-granularity: how a caller hands one step's KV work to the SharedKvCache.
 //   step   one batched call per kind of work per step (the design: one lock hold or one
-//          message for the whole batch)
+//          message for the whole batch); the runtimes' planner iterations go further, one
+//          transaction each (SharedPlannerKv::iteration)
 //   token  one call per entry (the naive design, kept to show what batching is worth)
 // The *_step functions apply a step's work either way, with the same results as the batched
 // core call. Stateless; thread-safe as SharedKvCache is.

@@ -338,12 +338,14 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     while (!stopping_) {
       Batch batch;
       try {
-        if (done_step) {
-          for (const EndedSeq& ended : planner_->complete(done_batch, done_step->sampled))
-            for (StepHandoff& handoff : previous)
-              if (handoff.req->id == ended.seq) handoff.ended = true;
-        }
-        batch = planner_->plan(worker, EngineClock::now());
+        std::vector<EndedSeq> completed;
+        planner_kv_->iteration([&] {
+          if (done_step) completed = planner_->complete(done_batch, done_step->sampled);
+          batch = planner_->plan(worker, EngineClock::now());
+        });
+        for (const EndedSeq& ended : completed)
+          for (StepHandoff& handoff : previous)
+            if (handoff.req->id == ended.seq) handoff.ended = true;
       } catch (const std::exception& error) {
         fail_everything(lock, std::string("the batch planner failed: ") + error.what());
         return;

@@ -1,6 +1,7 @@
 // SharedPlannerKv: a BatchPlanner over the shared KV cache plans exactly what it plans over a
-// private KvCacheCore, under every sync mode and both granularities; with `step` one plan()
-// costs at most one cache call per kind of KV work, with `token` one per entry.
+// private KvCacheCore, under every sync mode and both granularities, inside iteration() or
+// not; with `step` one plan() costs at most one cache call per kind of KV work, and a whole
+// iteration (complete + plan) one call; with `token` one per entry.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -27,7 +28,9 @@ struct PlanRecord {
 
 // Submits six sequences (two sharing a prefix), then plans and completes on two workers
 // until idle, each sampled token being (seq * 7 + position) % 50 + 3.
-std::vector<PlanRecord> run_script(PlannerKv& kv) {
+// iterate (when given) wraps each complete + plan, as the runtimes call
+// SharedPlannerKv::iteration.
+std::vector<PlanRecord> run_script(PlannerKv& kv, SharedPlannerKv* iterate = nullptr) {
   BatchPlanner planner(kPlanner, kv);
   for (uint64_t seq = 1; seq <= 6; ++seq) {
     std::vector<int32_t> prompt;
@@ -36,8 +39,15 @@ std::vector<PlanRecord> run_script(PlannerKv& kv) {
   }
   std::vector<PlanRecord> records;
   const PlannerClock::time_point now = PlannerClock::now();
+  auto in_iteration = [&](auto&& f) {
+    if (iterate)
+      iterate->iteration(f);
+    else
+      f();
+  };
   for (int iteration = 0; iteration < 200 && !planner.idle(); ++iteration) {
-    const Batch batch = planner.plan(iteration % 2, now);
+    Batch batch;
+    in_iteration([&] { batch = planner.plan(iteration % 2, now); });
     PlanRecord record;
     std::vector<SampledToken> sampled;
     for (const PlannedStep& step : batch.steps) {
@@ -50,9 +60,11 @@ std::vector<PlanRecord> run_script(PlannerKv& kv) {
                            .token = int32_t((step.seq * 7 + step.n_past) % 50 + 3)});
     }
     for (const EndedSeq& ended : batch.ended) record.ended.push_back(ended.seq);
-    if (!batch.empty())
-      for (const EndedSeq& ended : planner.complete(batch.id, sampled))
-        record.ended.push_back(ended.seq);
+    if (!batch.empty()) {
+      std::vector<EndedSeq> completed;
+      in_iteration([&] { completed = planner.complete(batch.id, sampled); });
+      for (const EndedSeq& ended : completed) record.ended.push_back(ended.seq);
+    }
     records.push_back(std::move(record));
   }
   EXPECT_TRUE(planner.idle());
@@ -72,15 +84,51 @@ TEST_P(SharedPlannerKvTest, PlansWhatAPrivateCorePlansAndLeavesTheCacheClean) {
   CorePlannerKv private_kv(core);
   const std::vector<PlanRecord> expected = run_script(private_kv);
   for (KvGranularity granularity : {KvGranularity::Step, KvGranularity::Token}) {
+    for (const bool iterate : {false, true}) {
+      const auto cache = make_cache();
+      SharedPlannerKv kv(*cache, granularity);
+      EXPECT_EQ(kv.block_size(), 4);
+      EXPECT_EQ(kv.num_blocks(), 24);
+      EXPECT_EQ(run_script(kv, iterate ? &kv : nullptr), expected)
+          << to_string(granularity) << (iterate ? " in iterations" : "");
+      EXPECT_EQ(cache->check(), std::nullopt);
+      const KvStats stats = cache->stats();
+      EXPECT_EQ(stats.in_use_blocks, 0);
+      EXPECT_EQ(stats.free_blocks + stats.cached_idle_blocks, stats.total_blocks);
+    }
+  }
+}
+
+TEST_P(SharedPlannerKvTest, AStepIterationIsOneCacheCallAndPassesErrorsOn) {
+  for (KvGranularity granularity : {KvGranularity::Step, KvGranularity::Token}) {
     const auto cache = make_cache();
     SharedPlannerKv kv(*cache, granularity);
-    EXPECT_EQ(kv.block_size(), 4);
-    EXPECT_EQ(kv.num_blocks(), 24);
-    EXPECT_EQ(run_script(kv), expected) << to_string(granularity);
+    BatchPlanner planner(PlannerConfig{.max_batch_tokens = 64, .max_seqs = 8, .max_queued = 8,
+                                       .workers = 1},
+                         kv);
+    for (uint64_t seq = 1; seq <= 4; ++seq)
+      ASSERT_TRUE(planner.submit({.seq = seq, .prompt = {int32_t(seq), 5, 6}, .max_new_tokens = 9}).ok());
+    Batch prefill;
+    kv.iteration([&] { prefill = planner.plan(0, PlannerClock::now()); });
+    std::vector<SampledToken> sampled;
+    for (const PlannedStep& step : prefill.steps) sampled.push_back({.seq = step.seq, .token = 7});
+    const uint64_t before = cache->sharing_stats().calls;
+    Batch decode;
+    kv.iteration([&] {
+      planner.complete(prefill.id, sampled);
+      decode = planner.plan(0, PlannerClock::now());  // frees nothing, appends four, tables
+    });
+    ASSERT_EQ(decode.decode_tokens, 4);
+    const uint64_t calls = cache->sharing_stats().calls - before;
+    if (granularity == KvGranularity::Step)
+      EXPECT_EQ(calls, 1u) << "one transaction for the whole iteration";
+    else
+      EXPECT_GE(calls, 4u);  // an append per sequence
+    // What the iteration throws reaches the caller, and the cache stays usable.
+    EXPECT_THROW(kv.iteration([&] { planner.complete(decode.id + 100, {}); }),
+                 std::invalid_argument);
     EXPECT_EQ(cache->check(), std::nullopt);
-    const KvStats stats = cache->stats();
-    EXPECT_EQ(stats.in_use_blocks, 0);
-    EXPECT_EQ(stats.free_blocks + stats.cached_idle_blocks, stats.total_blocks);
+    EXPECT_EQ(kv.available_blocks(), cache->available_blocks());
   }
 }
 
