@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
+
+#include <sys/mman.h>
 
 #include "gpu/matmul.hpp"
 
@@ -51,6 +54,8 @@ BlockFields fields_of(GgmlType type) {
   }
 }
 
+// Q8_0 quants are stored as q + 128 (each of the 4 bytes of a word flipped in its top bit).
+template <bool kOffset128>
 void pack_group(const WeightView& w, int64_t g, uint8_t* dst) {
   const BlockFields f = fields_of(w.type);
   const int64_t nb = w.cols / 32;
@@ -65,16 +70,21 @@ void pack_group(const WeightView& w, int64_t g, uint8_t* dst) {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = row + static_cast<size_t>(b) * f.bytes;
       uint8_t* t = dst + static_cast<size_t>(b) * tile;
-      for (int k = 0; k < chunks; ++k)
-        for (int i = 0; i < 4; ++i) {
-          const uint8_t q = blk[f.quants + 4 * k + i];
-          t[64 * k + 4 * j + i] = w.type == GgmlType::Q8_0 ? static_cast<uint8_t>(q ^ 0x80) : q;
-        }
+      for (int k = 0; k < chunks; ++k) {
+        uint32_t word;
+        std::memcpy(&word, blk + f.quants + 4 * k, 4);
+        if constexpr (kOffset128) word ^= 0x80808080u;
+        std::memcpy(t + 64 * k + 4 * j, &word, 4);
+      }
       std::memcpy(d_area + 32 * b + 2 * j, blk, 2);
       if (f.has_min) std::memcpy(m_area + 32 * b + 2 * j, blk + 2, 2);
     }
   }
 }
+
+constexpr size_t kHugePage = size_t(2) << 20;
+// Packed copies share regions of this size (a larger copy gets a region of its own).
+constexpr size_t kRegionBytes = 16 * kHugePage;
 
 }  // namespace
 
@@ -84,23 +94,61 @@ bool packable(GgmlType type) {
 
 void PackedMatrix::Free::operator()(uint8_t* p) const { std::free(p); }
 
-PackedMatrix::PackedMatrix(const WeightView& w)
-    : type_(w.type), rows_(w.rows), cols_(w.cols), group_stride_(0) {
+size_t PackedMatrix::storage_bytes(const WeightView& w) {
   check_packable(w);
+  const size_t groups = static_cast<size_t>((w.rows + kPackedGroupRows - 1) / kPackedGroupRows);
+  return std::max<size_t>(groups * group_bytes(w.type, w.cols / 32), 64);
+}
+
+PackedMatrix::PackedMatrix(const WeightView& w) : PackedMatrix(w, nullptr) {}
+
+PackedMatrix::PackedMatrix(const WeightView& w, uint8_t* storage)
+    : type_(w.type), rows_(w.rows), cols_(w.cols), group_stride_(0) {
+  const size_t total = storage_bytes(w);
   group_stride_ = group_bytes(type_, blocks());
-  const size_t total = std::max<size_t>(bytes(), 64);
-  void* p = std::aligned_alloc(64, total);
-  if (p == nullptr) throw std::bad_alloc();
-  data_.reset(static_cast<uint8_t*>(p));
-  std::memset(p, 0, total);
-  for (int64_t g = 0; g < groups(); ++g) pack_group(w, g, data_.get() + static_cast<size_t>(g) * group_stride_);
+  if (storage == nullptr) {
+    storage = static_cast<uint8_t*>(std::aligned_alloc(64, total));
+    if (storage == nullptr) throw std::bad_alloc();
+    owned_.reset(storage);
+  }
+  data_ = storage;
+  std::memset(data_, 0, total);
+  for (int64_t g = 0; g < groups(); ++g) {
+    uint8_t* dst = data_ + static_cast<size_t>(g) * group_stride_;
+    if (type_ == GgmlType::Q8_0)
+      pack_group<true>(w, g, dst);
+    else
+      pack_group<false>(w, g, dst);
+  }
 }
 
 PackedMatrix pack(const WeightView& w) { return PackedMatrix(w); }
 
+void PackedWeights::Region::Unmap::operator()(uint8_t* p) const { munmap(p, bytes); }
+
+uint8_t* PackedWeights::allocate(size_t bytes) {
+  bytes = (bytes + 63) / 64 * 64;
+  if (regions_.empty() || regions_.back().size - regions_.back().used < bytes) {
+    const size_t size = (std::max(bytes, kRegionBytes) + kHugePage - 1) / kHugePage * kHugePage;
+    const size_t mapped = size + kHugePage;  // room to start on a 2 MiB boundary
+    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    Region& region = regions_.emplace_back(Region{
+        std::unique_ptr<uint8_t, Region::Unmap>(static_cast<uint8_t*>(p), Region::Unmap{mapped}),
+        nullptr, size, 0});
+    const auto address = reinterpret_cast<uintptr_t>(p);
+    region.begin = reinterpret_cast<uint8_t*>((address + kHugePage - 1) / kHugePage * kHugePage);
+    madvise(region.begin, size, MADV_HUGEPAGE);  // a hint: 4 KiB pages work too
+  }
+  Region& region = regions_.back();
+  uint8_t* p = region.begin + region.used;
+  region.used += bytes;
+  return p;
+}
+
 void PackedWeights::attach(WeightView& w) {
   if (!packable(w.type)) return;
-  w.packed = &matrices_.emplace_back(w);
+  w.packed = &matrices_.emplace_back(PackedMatrix(w, allocate(PackedMatrix::storage_bytes(w))));
 }
 
 size_t PackedWeights::bytes() const {

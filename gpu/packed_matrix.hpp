@@ -8,9 +8,9 @@
 // - Chunk k of block b's tile: bytes 4j..4j+3 belong to row 16g+j. Q4_0 / Q4_1 (4 chunks): the
 //   row's stored bytes qs[4k..4k+3], so low nibbles are columns 4k..4k+3 and high nibbles
 //   columns 16+4k..16+4k+3, values 0..15. Q8_0 (8 chunks): columns 4k..4k+3 as q + 128.
-// PackedMatrix owns its memory (64-byte aligned), is immutable after construction and safe to
-// read from any number of threads. pack() throws std::invalid_argument for a type without a
-// packed layout or a view matmul() would refuse.
+// PackedMatrix is immutable after construction and safe to read from any number of threads;
+// its memory (64-byte aligned) is its own, or a PackedWeights store's. pack() throws
+// std::invalid_argument for a type without a packed layout or a view matmul() would refuse.
 #pragma once
 
 #include <cstddef>
@@ -40,12 +40,18 @@ class PackedMatrix {
   int64_t blocks() const { return cols_ / 32; }  // per row
   size_t group_stride() const { return group_stride_; }
   size_t bytes() const { return group_stride_ * static_cast<size_t>(groups()); }
-  const uint8_t* group(int64_t g) const { return data_.get() + static_cast<size_t>(g) * group_stride_; }
+  const uint8_t* group(int64_t g) const { return data_ + static_cast<size_t>(g) * group_stride_; }
 
   // Bytes of one block's quant tile (16 rows x 32 columns).
   static size_t tile_bytes(GgmlType type) { return type == GgmlType::Q8_0 ? 512 : 256; }
 
  private:
+  friend class PackedWeights;
+  // Packs into storage (storage_bytes(w) bytes, 64-byte aligned, not owned), or into memory
+  // of its own when storage is null.
+  PackedMatrix(const WeightView& w, uint8_t* storage);
+  static size_t storage_bytes(const WeightView& w);
+
   struct Free {
     void operator()(uint8_t* p) const;
   };
@@ -53,20 +59,41 @@ class PackedMatrix {
   int64_t rows_;
   int64_t cols_;
   size_t group_stride_;
-  std::unique_ptr<uint8_t, Free> data_;
+  std::unique_ptr<uint8_t, Free> owned_;
+  uint8_t* data_ = nullptr;
 };
 
 PackedMatrix pack(const WeightView& w);
 
 // Owns the packed copies of a model's weights. attach(w) packs w when packable(w.type) and
 // points w.packed at the copy (valid for the store's life); other views are left unchanged.
+// The copies lie back to back, in attach order, in regions of memory asked to be backed by
+// 2 MiB pages (madvise; where the kernel declines, 4 KiB pages): a decode step streams every
+// weight once, and small pages would cost a TLB miss every 4 KiB.
 // Not thread-safe: fill it at load, before the views are shared.
 class PackedWeights {
  public:
+  PackedWeights() = default;
+  PackedWeights(const PackedWeights&) = delete;
+  PackedWeights& operator=(const PackedWeights&) = delete;
+
   void attach(WeightView& w);
   size_t bytes() const;
 
  private:
+  struct Region {
+    struct Unmap {
+      size_t bytes;
+      void operator()(uint8_t* p) const;
+    };
+    std::unique_ptr<uint8_t, Unmap> mapping;
+    uint8_t* begin;  // the first 2 MiB boundary in the mapping
+    size_t size;
+    size_t used;
+  };
+  uint8_t* allocate(size_t bytes);
+
+  std::deque<Region> regions_;
   std::deque<PackedMatrix> matrices_;
 };
 
