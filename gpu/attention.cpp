@@ -4,15 +4,39 @@
 #include <cmath>
 #include <limits>
 
+#include "gpu/attention_kernels.hpp"
+#include "gpu/cpu_features.hpp"
 #include "gpu/ops_simd.hpp"
 
 namespace troupe {
 
+namespace attention_detail {
+
+void prefetch_windows(const KvPool& kv, int layer, int kv_head,
+                      std::span<const int32_t> block_table, int32_t start, int32_t end_pos) {
+  const int dim = kv.shape().head_dim;
+  const int block_tokens = kv.block_tokens();
+  const int32_t end = std::min(end_pos, start + 2 * kWindowPositions);
+  for (int32_t pos = start == 0 ? 0 : start + kWindowPositions; pos < end;) {
+    const int32_t block = block_table[size_t(pos / block_tokens)];
+    const int slot = int(pos % block_tokens);
+    const int run = int(std::min<int32_t>(block_tokens - slot, end - pos));
+    const auto* k = reinterpret_cast<const char*>(kv.k_rows(layer, block, kv_head) + size_t(slot) * dim);
+    const auto* v = reinterpret_cast<const char*>(kv.v_rows(layer, block, kv_head) + size_t(slot) * dim);
+    const size_t bytes = size_t(run) * size_t(dim) * sizeof(uint16_t);
+    for (size_t line = 0; line < bytes; line += 64) {
+      _mm_prefetch(k + line, _MM_HINT_T0);
+      _mm_prefetch(v + line, _MM_HINT_T0);
+    }
+    pos += run;
+  }
+}
+
+}  // namespace attention_detail
+
 namespace {
 
-// Positions per online-softmax update: windows [0, 64), [64, 128), ... whatever the block
-// size, so the result does not depend on it either.
-constexpr int kWindowPositions = 64;
+using attention_detail::kWindowPositions;
 
 size_t padded8(int n) { return size_t(n + 7) / 8 * 8; }
 
@@ -109,16 +133,9 @@ void attend_window(const float* q, const float* k, const float* v, int dim, int 
   accumulate_rows(out, keep, scores, v, dim, n_slots);
 }
 
-}  // namespace
-
-size_t attention_scratch_floats(const KvShape& shape, int max_queries) {
-  const size_t window = size_t(kWindowPositions) * size_t(shape.head_dim);
-  return 2 * window + kWindowPositions + 2 * size_t(max_queries);
-}
-
-void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
-            int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
-            float scale, float* out, float* scratch) {
+void attend_avx2(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
+                 int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
+                 float scale, float* out, float* scratch) {
   const int dim = kv.shape().head_dim;
   const int block_tokens = kv.block_tokens();
   const int n_queries = n_tokens * n_heads;
@@ -136,6 +153,7 @@ void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> b
   const int32_t end_pos = first_pos + n_tokens;  // one past the last position read
   for (int32_t start = 0; start < end_pos; start += kWindowPositions) {
     const int32_t window_end = std::min(end_pos, start + kWindowPositions);
+    attention_detail::prefetch_windows(kv, layer, kv_head, block_table, start, end_pos);
     // Gather the window's K and V as f32, one run of a block's slots at a time.
     for (int32_t pos = start; pos < window_end;) {
       const int32_t block = block_table[size_t(pos / block_tokens)];
@@ -164,6 +182,33 @@ void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> b
       const float inv = 1.0f / denom[i * n_heads + j];
       for (int c = 0; c < dim; ++c) o[c] *= inv;
     }
+}
+
+}  // namespace
+
+size_t attention_scratch_floats(const KvShape& shape, int max_queries) {
+  const size_t window = size_t(kWindowPositions) * size_t(shape.head_dim);
+  return 2 * window + kWindowPositions + 2 * size_t(max_queries);
+}
+
+void attend_with_isa(KernelIsa isa, const KvPool& kv, int layer, int kv_head,
+                     std::span<const int32_t> block_table, int32_t first_pos, int n_tokens,
+                     int n_heads, const float* q, size_t row_stride, float scale, float* out,
+                     float* scratch) {
+  if (isa > best_supported_isa()) isa = best_supported_isa();
+  if (isa == KernelIsa::avx512 && kv.shape().head_dim % 16 == 0)
+    return attention_detail::attend_avx512(kv, layer, kv_head, block_table, first_pos, n_tokens,
+                                           n_heads, q, row_stride, scale, out, scratch);
+  attend_avx2(kv, layer, kv_head, block_table, first_pos, n_tokens, n_heads, q, row_stride,
+              scale, out, scratch);
+}
+
+void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
+            int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
+            float scale, float* out, float* scratch) {
+  static const KernelIsa isa = active_isa();
+  attend_with_isa(isa, kv, layer, kv_head, block_table, first_pos, n_tokens, n_heads, q,
+                  row_stride, scale, out, scratch);
 }
 
 }  // namespace troupe
