@@ -28,9 +28,11 @@ void run_step(WorkerSelf* self, const RunStep& step) {
   samplers.clear();
   for (const auto& sampling : step.samplers) samplers.push_back(sampling.get());
   StepResult result;
+  setup.meter->starting(EngineClock::now());
   try {
     result = setup.runner->run(*step.batch, samplers);
   } catch (const std::exception& error) {
+    setup.meter->step_failed();
     const std::string why = error.what();
     self->send(scheduler, WorkerFailed{setup.index, why, setup.scheduler_meter->sent()});
     self->quit(caf::make_error(caf::sec::runtime_error, why));

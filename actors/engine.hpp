@@ -156,7 +156,7 @@ struct EngineStats {
   // name: "kv_cache", "planner", "request_channels", "scheduler_mailbox", ...
   std::vector<std::pair<std::string, SharingStats>> sharing;
   // Worker activity since start: time inside Backend::step (for a backend that picks greedy
-  // tokens itself, the pick is inside it) per worker.
+  // tokens itself, the pick is inside it) per worker, a step in progress counted up to now.
   std::vector<double> worker_busy_seconds;
   double uptime_seconds = 0;
   bool draining = false;

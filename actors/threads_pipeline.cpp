@@ -396,9 +396,11 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
       done_step.reset();
 
       if (!idle) {
+        meters_[size_t(worker)].starting(EngineClock::now());
         try {
           done_step = runner.run(batch, samplers);
         } catch (const std::exception& error) {
+          meters_[size_t(worker)].step_failed();
           lock.lock();
           fail_worker(lock, worker, error.what());
           return;

@@ -13,11 +13,22 @@ uint64_t nanoseconds(EngineClock::duration duration) {
 
 }  // namespace
 
+void WorkerMeter::starting(EngineClock::time_point now) {
+  std::lock_guard hold(mutex_);
+  in_progress_ = now;
+}
+
+void WorkerMeter::step_failed() {
+  std::lock_guard hold(mutex_);
+  in_progress_.reset();
+}
+
 void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point backend_ended,
                        EngineClock::time_point ended, bool back_to_back) {
-  busy_ns_.fetch_add(nanoseconds(backend_ended - started), std::memory_order_relaxed);
   sampling_ns_.fetch_add(nanoseconds(ended - backend_ended), std::memory_order_relaxed);
-  std::lock_guard hold(gaps_mutex_);
+  std::lock_guard hold(mutex_);
+  busy_ns_ += nanoseconds(backend_ended - started);
+  in_progress_.reset();
   if (back_to_back && last_end_ != EngineClock::time_point{}) {
     const double gap = std::chrono::duration<double>(started - last_end_).count();
     if (gaps_.size() < kGapSamples) {
@@ -30,8 +41,11 @@ void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point 
   last_end_ = ended;
 }
 
-double WorkerMeter::busy_seconds() const {
-  return double(busy_ns_.load(std::memory_order_relaxed)) * 1e-9;
+double WorkerMeter::busy_seconds(EngineClock::time_point now) const {
+  std::lock_guard hold(mutex_);
+  uint64_t busy = busy_ns_;
+  if (in_progress_) busy += nanoseconds(now - *in_progress_);
+  return double(busy) * 1e-9;
 }
 
 double WorkerMeter::sampling_seconds() const {
@@ -39,7 +53,7 @@ double WorkerMeter::sampling_seconds() const {
 }
 
 std::vector<double> WorkerMeter::take_gaps() {
-  std::lock_guard hold(gaps_mutex_);
+  std::lock_guard hold(mutex_);
   std::vector<double> gaps;
   gaps.reserve(gaps_.size());
   gaps.insert(gaps.end(), gaps_.begin() + std::ptrdiff_t(next_gap_), gaps_.end());

@@ -4,12 +4,13 @@
 // start of the next: the runtime's hand-offs, locking and planning (the last kGapSamples, for
 // percentiles). Both runtimes keep one per worker; the worker writes it once per step and
 // stats() reads it from any thread.
-// Thread-safe: counters are relaxed atomics (a snapshot may mix adjacent moments); the gap
-// samples sit behind a mutex the worker holds once per step.
+// Thread-safe: the counters, the step in progress and the gap samples sit behind a mutex the
+// worker holds twice per step (sampling_seconds reads a relaxed atomic).
 
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "actors/engine.hpp"
@@ -20,20 +21,26 @@ class WorkerMeter {
  public:
   static constexpr size_t kGapSamples = 8192;
 
+  // The worker is about to run a step: until step() or step_failed(), the time since `now`
+  // counts as busy, so a reader in the middle of a long step sees it.
+  void starting(EngineClock::time_point now);
   // A step: Backend::step from started to backend_ended, sampling until ended. back_to_back:
   // the step was planned when the previous one completed (the worker did not wait for work),
   // so the gap since the previous step ended is recorded.
   void step(EngineClock::time_point started, EngineClock::time_point backend_ended,
             EngineClock::time_point ended, bool back_to_back);
-  double busy_seconds() const;      // inside Backend::step
+  void step_failed();  // the step since starting() threw: none is in progress any more
+  // Inside Backend::step, the step in progress included up to `now`.
+  double busy_seconds(EngineClock::time_point now = EngineClock::now()) const;
   double sampling_seconds() const;  // sampling after it
   // The recorded gaps in seconds (oldest first), then cleared.
   std::vector<double> take_gaps();
 
  private:
-  std::atomic<uint64_t> busy_ns_{0};
+  uint64_t busy_ns_ = 0;  // behind mutex_
   std::atomic<uint64_t> sampling_ns_{0};
-  std::mutex gaps_mutex_;
+  mutable std::mutex mutex_;  // in_progress_ and the gaps
+  std::optional<EngineClock::time_point> in_progress_;
   std::vector<double> gaps_;
   size_t next_gap_ = 0;
   EngineClock::time_point last_end_{};

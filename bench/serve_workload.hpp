@@ -12,8 +12,8 @@
 //   total tok/s          prompt + generated tokens / wall
 //   worker_utilization   sum over workers of the time inside Backend::step / (workers x
 //                        window), window = arrival -> the first request's end, while every
-//                        request is still waiting or running; steps still in flight at the
-//                        window's end are not counted yet (biased low by under one step)
+//                        request is still waiting or running; a step still in flight at the
+//                        window's end counts up to it
 //   idle_gap_mean        (workers x window - busy) / steps planned in the window
 //   idle_gaps            each gap the runtimes measured between back-to-back steps of a
 //                        worker in the window (Engine::take_step_gaps): hand-offs, locking
