@@ -10,30 +10,6 @@
 
 namespace troupe {
 
-namespace attention_detail {
-
-void prefetch_windows(const KvPool& kv, int layer, int kv_head,
-                      std::span<const int32_t> block_table, int32_t start, int32_t end_pos) {
-  const int dim = kv.shape().head_dim;
-  const int block_tokens = kv.block_tokens();
-  const int32_t end = std::min(end_pos, start + 2 * kWindowPositions);
-  for (int32_t pos = start == 0 ? 0 : start + kWindowPositions; pos < end;) {
-    const int32_t block = block_table[size_t(pos / block_tokens)];
-    const int slot = int(pos % block_tokens);
-    const int run = int(std::min<int32_t>(block_tokens - slot, end - pos));
-    const auto* k = reinterpret_cast<const char*>(kv.k_rows(layer, block, kv_head) + size_t(slot) * dim);
-    const auto* v = reinterpret_cast<const char*>(kv.v_rows(layer, block, kv_head) + size_t(slot) * dim);
-    const size_t bytes = size_t(run) * size_t(dim) * sizeof(uint16_t);
-    for (size_t line = 0; line < bytes; line += 64) {
-      _mm_prefetch(k + line, _MM_HINT_T0);
-      _mm_prefetch(v + line, _MM_HINT_T0);
-    }
-    pos += run;
-  }
-}
-
-}  // namespace attention_detail
-
 namespace {
 
 using attention_detail::kWindowPositions;
@@ -153,7 +129,6 @@ void attend_avx2(const KvPool& kv, int layer, int kv_head, std::span<const int32
   const int32_t end_pos = first_pos + n_tokens;  // one past the last position read
   for (int32_t start = 0; start < end_pos; start += kWindowPositions) {
     const int32_t window_end = std::min(end_pos, start + kWindowPositions);
-    attention_detail::prefetch_windows(kv, layer, kv_head, block_table, start, end_pos);
     // Gather the window's K and V as f32, one run of a block's slots at a time.
     for (int32_t pos = start; pos < window_end;) {
       const int32_t block = block_table[size_t(pos / block_tokens)];

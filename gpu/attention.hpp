@@ -10,7 +10,7 @@
 // Kernels: 16-float vectors (AVX-512) when active_isa() (gpu/cpu_features.hpp) is avx512 and
 // head_dim is a multiple of 16, else 8-float vectors (AVX2, the build's baseline); the two
 // agree within float rounding, and each is deterministic as above. attend_with_isa picks one
-// explicitly (tests, benchmarks). Each window's K/V rows are prefetched ahead.
+// explicitly (tests, benchmarks).
 // Thread safety: reads the pool only; calls with distinct outputs may run concurrently.
 #pragma once
 

@@ -165,7 +165,6 @@ void attend_avx512(const KvPool& kv, int layer, int kv_head, std::span<const int
   const int32_t end_pos = first_pos + n_tokens;
   for (int32_t start = 0; start < end_pos; start += kWindowPositions) {
     const int32_t window_end = std::min(end_pos, start + kWindowPositions);
-    prefetch_windows(kv, layer, kv_head, block_table, start, end_pos);
     for (int32_t pos = start; pos < window_end;) {
       const int32_t block = block_table[size_t(pos / block_tokens)];
       const int slot = int(pos % block_tokens);
