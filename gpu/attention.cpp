@@ -4,15 +4,15 @@
 #include <cmath>
 #include <limits>
 
-#include "gpu/attention_kernels.hpp"
-#include "gpu/cpu_features.hpp"
 #include "gpu/ops_simd.hpp"
 
 namespace troupe {
 
 namespace {
 
-using attention_detail::kWindowPositions;
+// Positions per online-softmax update: windows [0, 64), [64, 128), ... whatever the block
+// size, so the result does not depend on it either.
+constexpr int kWindowPositions = 64;
 
 size_t padded8(int n) { return size_t(n + 7) / 8 * 8; }
 
@@ -109,9 +109,16 @@ void attend_window(const float* q, const float* k, const float* v, int dim, int 
   accumulate_rows(out, keep, scores, v, dim, n_slots);
 }
 
-void attend_avx2(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
-                 int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
-                 float scale, float* out, float* scratch) {
+}  // namespace
+
+size_t attention_scratch_floats(const KvShape& shape, int max_queries) {
+  const size_t window = size_t(kWindowPositions) * size_t(shape.head_dim);
+  return 2 * window + kWindowPositions + 2 * size_t(max_queries);
+}
+
+void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
+            int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
+            float scale, float* out, float* scratch) {
   const int dim = kv.shape().head_dim;
   const int block_tokens = kv.block_tokens();
   const int n_queries = n_tokens * n_heads;
@@ -157,33 +164,6 @@ void attend_avx2(const KvPool& kv, int layer, int kv_head, std::span<const int32
       const float inv = 1.0f / denom[i * n_heads + j];
       for (int c = 0; c < dim; ++c) o[c] *= inv;
     }
-}
-
-}  // namespace
-
-size_t attention_scratch_floats(const KvShape& shape, int max_queries) {
-  const size_t window = size_t(kWindowPositions) * size_t(shape.head_dim);
-  return 2 * window + kWindowPositions + 2 * size_t(max_queries);
-}
-
-void attend_with_isa(KernelIsa isa, const KvPool& kv, int layer, int kv_head,
-                     std::span<const int32_t> block_table, int32_t first_pos, int n_tokens,
-                     int n_heads, const float* q, size_t row_stride, float scale, float* out,
-                     float* scratch) {
-  if (isa > best_supported_isa()) isa = best_supported_isa();
-  if (isa == KernelIsa::avx512 && kv.shape().head_dim % 16 == 0)
-    return attention_detail::attend_avx512(kv, layer, kv_head, block_table, first_pos, n_tokens,
-                                           n_heads, q, row_stride, scale, out, scratch);
-  attend_avx2(kv, layer, kv_head, block_table, first_pos, n_tokens, n_heads, q, row_stride,
-              scale, out, scratch);
-}
-
-void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
-            int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
-            float scale, float* out, float* scratch) {
-  static const KernelIsa isa = active_isa();
-  attend_with_isa(isa, kv, layer, kv_head, block_table, first_pos, n_tokens, n_heads, q,
-                  row_stride, scale, out, scratch);
 }
 
 }  // namespace troupe

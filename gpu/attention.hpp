@@ -7,10 +7,6 @@
 // call; each query runs an online softmax in f32, window by window in position order, so its
 // result depends only on its own vector, its position and the K/V values: not on the other
 // queries of the call, the thread that runs it, nor the pool's block size.
-// Kernels: 16-float vectors (AVX-512) when active_isa() (gpu/cpu_features.hpp) is avx512 and
-// head_dim is a multiple of 16, else 8-float vectors (AVX2, the build's baseline); the two
-// agree within float rounding, and each is deterministic as above. attend_with_isa picks one
-// explicitly (tests, benchmarks).
 // Thread safety: reads the pool only; calls with distinct outputs may run concurrently.
 #pragma once
 
@@ -18,7 +14,6 @@
 #include <cstdint>
 #include <span>
 
-#include "gpu/cpu_features.hpp"
 #include "gpu/kv_pool.hpp"
 
 namespace troupe {
@@ -32,11 +27,5 @@ size_t attention_scratch_floats(const KvShape& shape, int max_queries);
 void attend(const KvPool& kv, int layer, int kv_head, std::span<const int32_t> block_table,
             int32_t first_pos, int n_tokens, int n_heads, const float* q, size_t row_stride,
             float scale, float* out, float* scratch);
-
-// attend() with the kernels of `isa`, capped at what the CPU has (scalar runs the AVX2 ones).
-void attend_with_isa(KernelIsa isa, const KvPool& kv, int layer, int kv_head,
-                     std::span<const int32_t> block_table, int32_t first_pos, int n_tokens,
-                     int n_heads, const float* q, size_t row_stride, float scale, float* out,
-                     float* scratch);
 
 }  // namespace troupe
