@@ -126,6 +126,7 @@ class CpuBackend final : public Backend {
     token_seq_.resize(t);
     token_pos_.resize(t);
     logit_tokens_.resize(t);
+    candidates_.resize(size_t(n_threads_) * t);
     units_.resize(t + t / kAttentionChunkTokens + 1);
     attention_scratch_floats_ = attention_scratch_floats(
         kv_.shape(), kAttentionChunkTokens * int(desc.n_head / desc.n_head_kv));
@@ -137,7 +138,25 @@ class CpuBackend final : public Backend {
   KvPool& kv() override { return kv_; }
   int max_batch_tokens() const override { return max_tokens_; }
 
-  void step(std::span<const SeqStep> batch, float* logits) override {
+  void step(std::span<const SeqStep> batch, float* logits) override { run(batch, logits, {}); }
+
+  bool picks_greedy() const override { return true; }
+
+  void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) override {
+    const auto wanting = size_t(std::count_if(batch.begin(), batch.end(),
+                                              [](const SeqStep& s) { return s.want_logits; }));
+    if (tokens.size() != wanting)
+      throw std::invalid_argument("step_greedy: room for " + std::to_string(tokens.size()) +
+                                  " tokens, but " + std::to_string(wanting) +
+                                  " entries of the batch want logits");
+    const size_t floats = wanting * size_t(desc_.n_vocab);
+    if (greedy_logits_.size() < floats) greedy_logits_.resize(floats);
+    run(batch, greedy_logits_.data(), tokens);
+  }
+
+ private:
+  // A step; when `picked` is not empty, also the highest-logit token of each logits row.
+  void run(std::span<const SeqStep> batch, float* logits, std::span<int32_t> picked) {
     validate_batch(batch, desc_, kv_, max_tokens_);
     plan(batch);
     if (n_tokens_ == 0) return;
@@ -146,10 +165,9 @@ class CpuBackend final : public Backend {
       attention_block(l);
       feed_forward_block(l);
     }
-    output_logits(logits);
+    output_logits(logits, picked);
   }
 
- private:
   // Flattens the batch: each token's id, sequence and position, the tokens that want logits and
   // the attention units (up to kAttentionChunkTokens tokens of one sequence each).
   void plan(std::span<const SeqStep> batch) {
@@ -302,8 +320,10 @@ class CpuBackend final : public Backend {
   }
 
   // Final norm and output projection, only for the tokens that want logits; their rows are
-  // gathered into xn_ first so the output matrix is streamed once for all of them.
-  void output_logits(float* logits) {
+  // gathered into xn_ first so the output matrix is streamed once for all of them. Picking:
+  // each thread finds the highest logit of its rows (still in its cache), then the threads'
+  // candidates are compared in row order, so ties go to the lowest id.
+  void output_logits(float* logits, std::span<int32_t> picked) {
     if (n_logits_ == 0) return;
     const bool out_q8 = matmul_uses_q8(output_.type);
     const float* norm = f32_data(desc_.output_norm);
@@ -316,7 +336,25 @@ class CpuBackend final : public Backend {
         if (out_q8) quantize_token(xn_.data(), int(i), embd_);
       }
     });
-    project({{output_, logits, int64_t(desc_.n_vocab)}}, xn_.data(), xq_.data(), n_logits_);
+    const int64_t n_vocab = int64_t(desc_.n_vocab);
+    pool_.run(n_threads_, [&](int64_t task, int) {
+      const auto [begin, end] = split(output_.rows, n_threads_, task, kRowAlign);
+      if (begin < end) matmul(output_, xn_.data(), xq_.data(), n_logits_, logits, n_vocab, begin, end);
+      if (picked.empty()) return;
+      for (int i = 0; i < n_logits_; ++i) {
+        const int64_t at = highest_index(logits + i * n_vocab + begin, end - begin);
+        candidates_[size_t(task * n_logits_ + i)] = at < 0 ? -1 : int32_t(begin + at);
+      }
+    });
+    for (int i = 0; i < n_logits_ && !picked.empty(); ++i) {
+      const float* row = logits + i * n_vocab;
+      int32_t best = -1;
+      for (int task = 0; task < n_threads_; ++task) {
+        const int32_t id = candidates_[size_t(task * n_logits_ + i)];
+        if (id >= 0 && (best < 0 || row[id] > row[best])) best = id;
+      }
+      picked[size_t(i)] = std::max(best, 0);
+    }
   }
 
   const ModelDesc& desc_;
@@ -339,6 +377,8 @@ class CpuBackend final : public Backend {
   std::vector<int> token_seq_;
   std::vector<int32_t> token_pos_;
   std::vector<int> logit_tokens_;
+  std::vector<int32_t> candidates_;  // per thread and logits row: its highest row, or -1
+  std::vector<float> greedy_logits_;  // step_greedy's rows (grown to its largest batch)
   std::vector<AttentionUnit> units_;
 
   // Activations, one row per token: the residual stream x_, its normalized copy xn_ (also

@@ -1,6 +1,7 @@
 #include "gpu/ops.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "gpu/ops_simd.hpp"
 
@@ -62,6 +63,24 @@ void swiglu(const float* gate, const float* up, int n, float* out) {
 
 void add_into(float* x, const float* y, int n) {
   for (int i = 0; i < n; ++i) x[i] += y[i];
+}
+
+int64_t highest_index(const float* x, int64_t n) {
+  // max_ps(v, m) returns m where v is NaN, so NaNs never enter the running maximum.
+  __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(_mm256_loadu_ps(x + i), vmax);
+  float highest = simd::hmax(vmax);
+  for (; i < n; ++i)
+    if (x[i] > highest) highest = x[i];
+  const __m256 target = _mm256_set1_ps(highest);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const int equal = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), target, _CMP_EQ_OQ));
+    if (equal != 0) return i + __builtin_ctz(unsigned(equal));
+  }
+  for (; i < n; ++i)
+    if (x[i] == highest) return i;
+  return -1;
 }
 
 }  // namespace troupe

@@ -27,4 +27,8 @@ void swiglu(const float* gate, const float* up, int n, float* out);
 // x += y, n elements.
 void add_into(float* x, const float* y, int n);
 
+// Index of the highest of x[0, n) (the lowest index on ties; a NaN never wins), or -1 when
+// none is a number (n == 0 included).
+int64_t highest_index(const float* x, int64_t n);
+
 }  // namespace troupe

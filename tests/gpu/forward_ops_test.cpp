@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -109,6 +110,36 @@ TEST(Ops, VectorExpIsAccurateOverTheFloatRange) {
   _mm256_storeu_ps(out, simd::exp(_mm256_set1_ps(-INFINITY)));
   EXPECT_LT(out[0], 1e-37f);
   EXPECT_GE(out[0], 0.0f);
+}
+
+TEST(Ops, HighestIndexTakesTheFirstOfTheHighestAndSkipsNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // Every length around the 8-float vectors, the maximum at each place, then a tie after it.
+  for (int n = 1; n <= 19; ++n)
+    for (int at = 0; at < n; ++at) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) x[size_t(i)] = float((i * 7) % 5) - 10.0f;
+      x[size_t(at)] = 3.5f;
+      EXPECT_EQ(highest_index(x.data(), n), at) << "n " << n;
+      for (int tie = at + 1; tie < n; ++tie) {
+        std::vector<float> tied = x;
+        tied[size_t(tie)] = 3.5f;
+        EXPECT_EQ(highest_index(tied.data(), n), at) << "n " << n << " tie at " << tie;
+      }
+    }
+  std::vector<float> x = {1, nan, 2, nan, nan, nan, nan, nan, nan, -1, nan};
+  EXPECT_EQ(highest_index(x.data(), int64_t(x.size())), 2);
+  x[0] = nan;
+  x[2] = nan;
+  EXPECT_EQ(highest_index(x.data(), int64_t(x.size())), 9);
+  x[9] = nan;
+  EXPECT_EQ(highest_index(x.data(), int64_t(x.size())), -1);  // no number at all
+  EXPECT_EQ(highest_index(x.data(), 0), -1);
+  std::vector<float> low(12, -inf);
+  EXPECT_EQ(highest_index(low.data(), 12), 0);
+  low[10] = inf;
+  EXPECT_EQ(highest_index(low.data(), 12), 10);
 }
 
 }  // namespace
