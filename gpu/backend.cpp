@@ -1,5 +1,6 @@
 #include "gpu/backend.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,16 @@ std::unique_ptr<Backend> make_backend(const ModelDesc& desc, const BackendOption
   throw std::invalid_argument("unknown backend '" + options.name +
                               "' (available: cpu, cuda, sim; resolve \"auto\" with "
                               "resolve_backend_name first)");
+}
+
+size_t validate_greedy_room(std::span<const SeqStep> batch, std::span<const int32_t> tokens) {
+  const auto wanting = size_t(std::count_if(batch.begin(), batch.end(),
+                                            [](const SeqStep& seq) { return seq.want_logits; }));
+  if (tokens.size() != wanting)
+    throw std::invalid_argument("step_greedy: room for " + std::to_string(tokens.size()) +
+                                " tokens, but " + std::to_string(wanting) +
+                                " entries of the batch want logits");
+  return wanting;
 }
 
 void Backend::step_greedy(std::span<const SeqStep>, std::span<int32_t>) {

@@ -88,5 +88,8 @@ std::string resolve_backend_name(const std::string& name, std::string* fallback 
 // The checks step() promises, shared by every backend; throws as step() documents.
 void validate_batch(std::span<const SeqStep> batch, const ModelDesc& desc, const KvPool& kv,
                     int max_batch_tokens);
+// step_greedy()'s own check: throws std::invalid_argument unless tokens has one entry per
+// entry of the batch with want_logits. Returns that number.
+size_t validate_greedy_room(std::span<const SeqStep> batch, std::span<const int32_t> tokens);
 
 }  // namespace troupe

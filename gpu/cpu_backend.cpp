@@ -143,12 +143,7 @@ class CpuBackend final : public Backend {
   bool picks_greedy() const override { return true; }
 
   void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) override {
-    const auto wanting = size_t(std::count_if(batch.begin(), batch.end(),
-                                              [](const SeqStep& s) { return s.want_logits; }));
-    if (tokens.size() != wanting)
-      throw std::invalid_argument("step_greedy: room for " + std::to_string(tokens.size()) +
-                                  " tokens, but " + std::to_string(wanting) +
-                                  " entries of the batch want logits");
+    const size_t wanting = validate_greedy_room(batch, tokens);
     const size_t floats = wanting * size_t(desc_.n_vocab);
     if (greedy_logits_.size() < floats) greedy_logits_.resize(floats);
     run(batch, greedy_logits_.data(), tokens);

@@ -125,12 +125,7 @@ void SimBackend::step(std::span<const SeqStep> batch, float* logits) {
 }
 
 void SimBackend::step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) {
-  const auto wanting = size_t(std::count_if(batch.begin(), batch.end(),
-                                            [](const SeqStep& seq) { return seq.want_logits; }));
-  if (tokens.size() != wanting)
-    throw std::invalid_argument("step_greedy: room for " + std::to_string(tokens.size()) +
-                                " tokens, but " + std::to_string(wanting) +
-                                " entries want logits");
+  validate_greedy_room(batch, tokens);
   run(batch, [&](size_t row, int32_t favoured) { tokens[row] = favoured; });
 }
 

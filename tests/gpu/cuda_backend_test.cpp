@@ -23,15 +23,7 @@
 namespace troupe {
 namespace {
 
-struct TinyModel {
-  explicit TinyModel(const std::string& preset)
-      : file(test::tiny_model_bytes(test::tiny_model_preset(preset))),
-        gguf(GgufFile::open(file.path())),
-        desc(ModelDesc::from_gguf(gguf)) {}
-  test::ScratchFile file;
-  GgufFile gguf;
-  ModelDesc desc;
-};
+using TinyModel = test::OpenedTinyModel;
 
 BackendOptions cuda_options() {
   BackendOptions o;

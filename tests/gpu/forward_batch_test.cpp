@@ -22,17 +22,7 @@
 namespace troupe {
 namespace {
 
-struct TinyModel {
-  explicit TinyModel(const std::string& preset)
-      : file_bytes(test::tiny_model_bytes(test::tiny_model_preset(preset))),
-        scratch(file_bytes),
-        gguf(GgufFile::open(scratch.path())),
-        desc(ModelDesc::from_gguf(gguf)) {}
-  std::vector<uint8_t> file_bytes;
-  test::ScratchFile scratch;
-  GgufFile gguf;
-  ModelDesc desc;
-};
+using TinyModel = test::OpenedTinyModel;
 
 // A sequence being generated greedily, with blocks handed out by a Driver.
 struct Sequence {

@@ -14,7 +14,10 @@
 #include <vector>
 
 #include "model/ggml_types.hpp"
+#include "model/gguf.hpp"
+#include "model/model_desc.hpp"
 #include "tests/util/gguf_writer.hpp"
+#include "tests/util/scratch_file.hpp"
 
 namespace troupe::test {
 
@@ -60,5 +63,19 @@ struct TinyPreset {
 const std::vector<TinyPreset>& tiny_model_presets();
 // Throws std::invalid_argument listing the presets when `name` is unknown.
 const TinyModelSpec& tiny_model_preset(std::string_view name);
+
+// A preset written to a scratch file and opened: the mapping and the ModelDesc a backend
+// borrows, alive as long as this object (not movable: desc points into gguf).
+struct OpenedTinyModel {
+  explicit OpenedTinyModel(std::string_view preset)
+      : file(tiny_model_bytes(tiny_model_preset(preset))),
+        gguf(GgufFile::open(file.path())),
+        desc(ModelDesc::from_gguf(gguf)) {}
+  OpenedTinyModel(const OpenedTinyModel&) = delete;
+  OpenedTinyModel& operator=(const OpenedTinyModel&) = delete;
+  ScratchFile file;
+  GgufFile gguf;
+  ModelDesc desc;
+};
 
 }  // namespace troupe::test
