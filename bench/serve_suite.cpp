@@ -122,7 +122,7 @@ po::options_description serve_options() {
       ("workers", po::value<int>()->value_name("N")->default_value(1),
        "backends, each with at most one step in flight")
       ("kv-granularity", po::value<std::string>()->value_name("LIST")->default_value("step"),
-       "step (one batched KV call per step) and/or token (one call per token)")
+       "step (one KV transaction per planner iteration) and/or token (one call per token)")
       ("prefix-cache", po::value<std::string>()->value_name("LIST")->default_value("on"),
        "on and/or off")
       ("max-batch-tokens", po::value<int>()->value_name("N")->default_value(512),

@@ -61,7 +61,8 @@ void add_engine_options(po::options_description& description) {
       ("kv-mib", po::value<int64_t>()->value_name("MIB")->default_value(256),
        "KV-cache memory when --kv-blocks is 0")
       ("kv-granularity", po::value<std::string>()->value_name("NAME")->default_value("step"),
-       "KV-cache calls: step (one batched call per step) or token (one per token)")
+       "KV-cache calls: step (one transaction per planner iteration, batched calls) or token "
+       "(one call per token)")
       ("prefix-cache", po::value<bool>()->value_name("BOOL")->default_value(true),
        "reuse cached KV blocks of common prompt prefixes")
       ("chat-template", po::value<std::string>()->value_name("NAME")->default_value(""),
