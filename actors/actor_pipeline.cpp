@@ -18,9 +18,7 @@
 #include "actors/actor_worker.hpp"
 #include "actors/shared_kv_cache.hpp"
 #include "actors/step_runner.hpp"
-#include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
-#include "gpu/sim_backend.hpp"
 
 namespace troupe {
 
@@ -59,18 +57,10 @@ class ActorsPipeline final : public ActorPipeline {
     const std::shared_ptr<KvPool> shared_pool = make_pipeline_kv_pool(parts_);
     for (int32_t i = 0; i < options.workers; ++i)
       backends.push_back(make_pipeline_backend(parts_, i, shared_pool));
-    backend_name_ = backends.front()->name();
-    for (const auto& backend : backends)
-      if (const auto use = gpu_memory_in_use(*backend)) gpu_bytes_ += use->backend_bytes;
-    const KvPool& pool = backends.front()->kv();
-    kv_bytes_ = pool.bytes();
-    if (auto* sim = dynamic_cast<SimBackend*>(backends.front().get()))
-      kv_bytes_ = uint64_t(sim->simulated_kv_bytes());
-    KvCacheConfig kv_config;
-    kv_config.num_blocks = int32_t(std::min<int64_t>(pool.n_blocks(), INT32_MAX));
-    kv_config.block_size = pool.block_tokens();
-    kv_config.prefix_cache = options.prefix_cache;
-    kv_ = make_shared_kv_cache(options.sync, kv_config, system_.get(), options.sharing);
+    std::vector<Backend*> views;
+    for (const auto& backend : backends) views.push_back(backend.get());
+    backends_ = describe_pipeline_backends(views, options);
+    kv_ = make_shared_kv_cache(options.sync, backends_.kv_config, system_.get(), options.sharing);
 
     const Vocab& vocab = parts_.model->tokenizer().vocab();
     // Workers poll for their next step only where cores are to spare for it.
@@ -143,13 +133,13 @@ class ActorsPipeline final : public ActorPipeline {
     EngineStats stats;
     stats.model_generation = parts_.model->generation();
     stats.model_source = parts_.model->source();
-    stats.backend = backend_name_;
+    stats.backend = backends_.name;
     stats.planner = snapshot_->planner();
     stats.running = stats.planner.running;
     stats.waiting = stats.planner.waiting;
     stats.kv = kv_->stats();
-    stats.kv_bytes = kv_bytes_;
-    stats.gpu_memory_bytes = gpu_bytes_;
+    stats.kv_bytes = backends_.kv_bytes;
+    stats.gpu_memory_bytes = backends_.gpu_bytes;
     registry_->fill(stats);
     stats.sharing.emplace_back("kv_cache", kv_->sharing_stats());
     stats.sharing.emplace_back("scheduler_mailbox", meter_->stats());
@@ -161,12 +151,6 @@ class ActorsPipeline final : public ActorPipeline {
   caf::actor_system& system() override { return *system_; }
   const SharedKvCache& kv_cache() const override { return *kv_; }
   caf::actor worker(int32_t index) const override { return workers_.at(size_t(index)); }
-
-  std::vector<double> sampling_seconds() const override {
-    std::vector<double> seconds;
-    for (const auto& meter : worker_meters_) seconds.push_back(meter->sampling_seconds());
-    return seconds;
-  }
 
   std::vector<double> take_step_gaps() override {
     std::vector<double> gaps;
@@ -189,9 +173,7 @@ class ActorsPipeline final : public ActorPipeline {
   int32_t context_tokens_;
   bool deterministic_;
   EngineClock::time_point started_ = EngineClock::now();
-  std::string backend_name_;
-  uint64_t kv_bytes_ = 0;
-  uint64_t gpu_bytes_ = 0;  // fixed once the backends exist
+  PipelineBackends backends_;  // fixed once the backends exist
 
   std::shared_ptr<MailboxMeter> meter_ = std::make_shared<MailboxMeter>();
   std::shared_ptr<SchedulerSnapshot> snapshot_ = std::make_shared<SchedulerSnapshot>();

@@ -32,9 +32,6 @@ class ActorPipeline : public Pipeline {
   virtual const SharedKvCache& kv_cache() const = 0;
   // Worker i's actor (tests stop one to see its sequences fail).
   virtual caf::actor worker(int32_t index) const = 0;
-  // Per worker, the time spent sampling after Backend::step returned (worker_busy_seconds
-  // counts Backend::step alone), in seconds since start.
-  virtual std::vector<double> sampling_seconds() const = 0;
 };
 
 // Backends as make_pipeline_backend makes them (options.wrap_backend injects test backends).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <utility>
 
 #include "actors/pipeline.hpp"
+#include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/sim_backend.hpp"
 #include "gpu/sim_profile.hpp"
@@ -114,6 +116,25 @@ std::unique_ptr<Backend> make_pipeline_backend(const PipelineParts& parts, int32
   if (options.wrap_backend) made = options.wrap_backend(worker, std::move(made));
   if (!made) throw std::invalid_argument("wrap_backend returned no backend");
   return made;
+}
+
+PipelineBackends describe_pipeline_backends(std::span<Backend* const> backends,
+                                            const EngineOptions& options) {
+  Backend& first = *backends.front();
+  const KvPool& pool = first.kv();
+  PipelineBackends described;
+  described.name = first.name();
+  described.kv_bytes = pool.bytes();
+  if (const auto* sim = dynamic_cast<const SimBackend*>(&first))
+    described.kv_bytes = uint64_t(sim->simulated_kv_bytes());
+  for (Backend* backend : backends)
+    if (const auto use = gpu_memory_in_use(*backend)) described.gpu_bytes += use->backend_bytes;
+  // Tokens (blocks x block size) must fit an int32 for the KV-cache core.
+  described.kv_config = {
+      .num_blocks = int32_t(std::min<int64_t>(pool.n_blocks(), INT32_MAX / pool.block_tokens())),
+      .block_size = pool.block_tokens(),
+      .prefix_cache = options.prefix_cache};
+  return described;
 }
 
 ChatTemplate pipeline_chat_template(const PipelineParts& parts) {

@@ -1,15 +1,8 @@
 #include "actors/mailbox_meter.hpp"
 
+#include "locks/counted.hpp"
+
 namespace troupe {
-namespace {
-
-void raise_to(std::atomic<uint64_t>& maximum, uint64_t value) {
-  uint64_t seen = maximum.load(std::memory_order_relaxed);
-  while (value > seen && !maximum.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
-  }
-}
-
-}  // namespace
 
 MailboxMeter::Clock::time_point MailboxMeter::sent() {
   const uint64_t ahead = queued_.fetch_add(1, std::memory_order_relaxed);

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <memory>
+#include <span>
+#include <string>
 
 #include "actors/engine.hpp"
 #include "actors/shared_kv_cache.hpp"
@@ -46,6 +48,18 @@ std::unique_ptr<Backend> make_pipeline_backend(const PipelineParts& parts, int32
                                                const std::shared_ptr<KvPool>& shared_pool);
 // options.chat_template by name, else the one the model ships (detected).
 ChatTemplate pipeline_chat_template(const PipelineParts& parts);
+
+// What a pipeline reports of its backends (one per worker, all of one kind): the first one's
+// name and KV bytes (the simulated bytes for sim), the device memory all of them allocated,
+// and the KvCacheConfig that sizes the shared KV cache by the first one's pool.
+struct PipelineBackends {
+  std::string name;
+  uint64_t kv_bytes = 0;
+  uint64_t gpu_bytes = 0;
+  KvCacheConfig kv_config;
+};
+PipelineBackends describe_pipeline_backends(std::span<Backend* const> backends,
+                                            const EngineOptions& options);
 
 std::unique_ptr<Pipeline> make_threads_pipeline(PipelineParts parts);
 std::unique_ptr<Pipeline> make_actors_pipeline(PipelineParts parts);

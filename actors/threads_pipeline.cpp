@@ -18,9 +18,7 @@
 #include "actors/shared_planner_kv.hpp"
 #include "actors/step_runner.hpp"
 #include "actors/worker_meter.hpp"
-#include "gpu/cuda/cuda_backend.hpp"
 #include "gpu/kv_pool.hpp"
-#include "gpu/sim_backend.hpp"
 #include "locks/parking_condvar.hpp"
 
 namespace troupe {
@@ -90,19 +88,10 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     for (int32_t w = 0; w < options_.workers; ++w)
       runners_.push_back(std::make_unique<StepRunner>(make_pipeline_backend(parts_, w, pool),
                                                       parts_.model->tokenizer().vocab()));
-    Backend& first = runners_.front()->backend();
-    backend_name_ = first.name();
-    for (const auto& runner : runners_)
-      if (const auto use = gpu_memory_in_use(runner->backend())) gpu_bytes_ += use->backend_bytes;
-    const KvPool& kv = first.kv();
-    kv_bytes_ = kv.bytes();
-    if (const auto* sim = dynamic_cast<const SimBackend*>(&first))
-      kv_bytes_ = uint64_t(sim->simulated_kv_bytes());
-    const KvCacheConfig kv_config{
-        .num_blocks = int32_t(std::min<int64_t>(kv.n_blocks(), INT32_MAX / kv.block_tokens())),
-        .block_size = kv.block_tokens(),
-        .prefix_cache = options_.prefix_cache};
-    cache_ = make_shared_kv_cache(options_.sync, kv_config, nullptr, options_.sharing);
+    std::vector<Backend*> views;
+    for (const auto& runner : runners_) views.push_back(&runner->backend());
+    backends_ = describe_pipeline_backends(views, options_);
+    cache_ = make_shared_kv_cache(options_.sync, backends_.kv_config, nullptr, options_.sharing);
     planner_kv_ = std::make_unique<SharedPlannerKv>(*cache_, options_.kv_granularity);
     PlannerConfig planner_config = options_.planner;
     planner_config.workers = options_.workers;
@@ -223,12 +212,12 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
     }
     stats.model_generation = parts_.model->generation();
     stats.model_source = parts_.model->source();
-    stats.backend = backend_name_;
+    stats.backend = backends_.name;
     stats.running = stats.planner.running;
     stats.waiting = stats.planner.waiting;
     stats.kv = cache_->stats();
-    stats.kv_bytes = kv_bytes_;
-    stats.gpu_memory_bytes = gpu_bytes_;
+    stats.kv_bytes = backends_.kv_bytes;
+    stats.gpu_memory_bytes = backends_.gpu_bytes;
     stats.requests_finished = finished_.load(std::memory_order_relaxed);
     stats.requests_cancelled = cancelled_.load(std::memory_order_relaxed);
     stats.requests_failed = failed_.load(std::memory_order_relaxed);
@@ -246,13 +235,6 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   }
 
   const SharedKvCache& kv_cache() const override { return *cache_; }
-
-  std::vector<double> sampling_seconds() const override {
-    std::vector<double> seconds;
-    for (int32_t w = 0; w < options_.workers; ++w)
-      seconds.push_back(meters_[size_t(w)].sampling_seconds());
-    return seconds;
-  }
 
   std::vector<double> take_step_gaps() override {
     std::vector<double> all;
@@ -582,9 +564,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
   const ChatTemplate chat_template_;
   const int32_t context_tokens_;
   const EngineClock::time_point created_ = EngineClock::now();
-  std::string backend_name_;
-  uint64_t kv_bytes_ = 0;
-  uint64_t gpu_bytes_ = 0;  // fixed once the backends exist
+  PipelineBackends backends_;  // fixed once the backends exist
 
   std::vector<std::unique_ptr<StepRunner>> runners_;
   std::unique_ptr<SharedKvCache> cache_;

@@ -26,9 +26,6 @@ namespace troupe {
 class ThreadsPipeline : public Pipeline {
  public:
   virtual const SharedKvCache& kv_cache() const = 0;
-  // Per worker, the time spent sampling after Backend::step returned (worker_busy_seconds
-  // counts Backend::step alone), in seconds since start.
-  virtual std::vector<double> sampling_seconds() const = 0;
 };
 
 // Throws std::invalid_argument for unusable options (sync actor among them).

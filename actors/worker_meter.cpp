@@ -25,9 +25,9 @@ void WorkerMeter::step_failed() {
 
 void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point backend_ended,
                        EngineClock::time_point ended, bool back_to_back) {
-  sampling_ns_.fetch_add(nanoseconds(ended - backend_ended), std::memory_order_relaxed);
   std::lock_guard hold(mutex_);
   busy_ns_ += nanoseconds(backend_ended - started);
+  sampling_ns_ += nanoseconds(ended - backend_ended);
   in_progress_.reset();
   if (back_to_back && last_end_ != EngineClock::time_point{}) {
     const double gap = std::chrono::duration<double>(started - last_end_).count();
@@ -49,7 +49,8 @@ double WorkerMeter::busy_seconds(EngineClock::time_point now) const {
 }
 
 double WorkerMeter::sampling_seconds() const {
-  return double(sampling_ns_.load(std::memory_order_relaxed)) * 1e-9;
+  std::lock_guard hold(mutex_);
+  return double(sampling_ns_) * 1e-9;
 }
 
 std::vector<double> WorkerMeter::take_gaps() {

@@ -5,9 +5,8 @@
 // percentiles). Both runtimes keep one per worker; the worker writes it once per step and
 // stats() reads it from any thread.
 // Thread-safe: the counters, the step in progress and the gap samples sit behind a mutex the
-// worker holds twice per step (sampling_seconds reads a relaxed atomic).
+// worker holds twice per step.
 
-#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -37,9 +36,9 @@ class WorkerMeter {
   std::vector<double> take_gaps();
 
  private:
-  uint64_t busy_ns_ = 0;  // behind mutex_
-  std::atomic<uint64_t> sampling_ns_{0};
-  mutable std::mutex mutex_;  // in_progress_ and the gaps
+  mutable std::mutex mutex_;  // guards every member below
+  uint64_t busy_ns_ = 0;
+  uint64_t sampling_ns_ = 0;
   std::optional<EngineClock::time_point> in_progress_;
   std::vector<double> gaps_;
   size_t next_gap_ = 0;

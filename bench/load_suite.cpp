@@ -219,6 +219,8 @@ void print_load_report(std::ostream& out, const LoadConfig& config, const LoadSu
 }
 
 nlohmann::json load_json(const LoadConfig& config, const LoadSummary& s) {
+  const nlohmann::json rate =
+      std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate);
   return {
       {"suite", "load"},
       {"axes", {"rate", "max_concurrency", "dataset"}},
@@ -228,7 +230,7 @@ nlohmann::json load_json(const LoadConfig& config, const LoadSummary& s) {
       {"config",
        {{"url", config.url},
         {"requests", config.requests},
-        {"rate", std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate)},
+        {"rate", rate},
         {"burstiness", config.burstiness},
         {"max_concurrency", config.max_concurrency},
         {"dataset", config.dataset.kind},
@@ -239,7 +241,7 @@ nlohmann::json load_json(const LoadConfig& config, const LoadSummary& s) {
         {"goodput", config.goodput}}},
       {"machine", to_json(collect_machine_facts())},
       {"results",
-       {{{"rate", std::isinf(config.rate) ? nlohmann::json("inf") : nlohmann::json(config.rate)},
+       {{{"rate", rate},
          {"max_concurrency", config.max_concurrency},
          {"dataset", config.dataset.kind},
          {"completed", s.completed},

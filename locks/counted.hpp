@@ -26,21 +26,31 @@ struct LockStats {
   std::uint64_t longest_wait_ns = 0;
 };
 
+// Raises `maximum` to `value` if it is below (relaxed: a statistic, ordered with nothing).
+inline void raise_to(std::atomic<std::uint64_t>& maximum, std::uint64_t value) noexcept {
+  std::uint64_t seen = maximum.load(std::memory_order_relaxed);
+  while (value > seen && !maximum.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
 // The counters alone, for a lock that must stay a plain Lock (e.g. the mutex a condition
-// variable waits on): acquire(lock) locks it and counts as Counted<Lock>::lock() does.
+// variable waits on): lock(l) locks l and counts (contended when try_lock failed first);
+// acquire(l) does the same and hands back the held lock. Counted<Lock> counts with one.
 class LockCounter {
  public:
   using Clock = std::chrono::steady_clock;
 
   template <Lockable Lock>
+  void lock(Lock& lock) {
+    if (lock.try_lock()) return record_uncontended();
+    const auto start = Clock::now();
+    lock.lock();
+    record_contended(start);
+  }
+
+  template <Lockable Lock>
   std::unique_lock<Lock> acquire(Lock& lock) {
-    if (!lock.try_lock()) {
-      const auto start = Clock::now();
-      lock.lock();
-      record_contended(start);
-    } else {
-      record_uncontended();
-    }
+    this->lock(lock);
     return std::unique_lock<Lock>(lock, std::adopt_lock);
   }
 
@@ -52,10 +62,7 @@ class LockCounter {
     acquisitions_.fetch_add(1, std::memory_order_relaxed);
     contended_acquisitions_.fetch_add(1, std::memory_order_relaxed);
     total_wait_ns_.fetch_add(waited, std::memory_order_relaxed);
-    std::uint64_t longest = longest_wait_ns_.load(std::memory_order_relaxed);
-    while (waited > longest &&
-           !longest_wait_ns_.compare_exchange_weak(longest, waited, std::memory_order_relaxed)) {
-    }
+    raise_to(longest_wait_ns_, waited);
   }
 
   LockStats snapshot() const noexcept {
@@ -79,16 +86,11 @@ class Counted {
   Counted(const Counted&) = delete;
   Counted& operator=(const Counted&) = delete;
 
-  void lock() {
-    if (lock_.try_lock()) return record_uncontended();
-    const auto start = Clock::now();
-    lock_.lock();
-    record_contended(start);
-  }
+  void lock() { counter_.lock(lock_); }
 
   bool try_lock() {
     if (!lock_.try_lock()) return false;
-    record_uncontended();
+    counter_.record_uncontended();
     return true;
   }
 
@@ -96,12 +98,12 @@ class Counted {
     requires TimedLockable<Lock>
   bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
     if (lock_.try_lock()) {
-      record_uncontended();
+      counter_.record_uncontended();
       return true;
     }
-    const auto start = Clock::now();
+    const auto start = LockCounter::Clock::now();
     if (!lock_.try_lock_for(timeout)) return false;
-    record_contended(start);
+    counter_.record_contended(start);
     return true;
   }
 
@@ -110,17 +112,17 @@ class Counted {
   void lock_shared()
     requires SharedLockable<Lock>
   {
-    if (lock_.try_lock_shared()) return record_uncontended();
-    const auto start = Clock::now();
+    if (lock_.try_lock_shared()) return counter_.record_uncontended();
+    const auto start = LockCounter::Clock::now();
     lock_.lock_shared();
-    record_contended(start);
+    counter_.record_contended(start);
   }
 
   bool try_lock_shared()
     requires SharedLockable<Lock>
   {
     if (!lock_.try_lock_shared()) return false;
-    record_uncontended();
+    counter_.record_uncontended();
     return true;
   }
 
@@ -133,11 +135,6 @@ class Counted {
   LockStats snapshot() const noexcept { return counter_.snapshot(); }
 
  private:
-  using Clock = LockCounter::Clock;
-
-  void record_uncontended() noexcept { counter_.record_uncontended(); }
-  void record_contended(Clock::time_point start) noexcept { counter_.record_contended(start); }
-
   Lock lock_;
   LockCounter counter_;
 };

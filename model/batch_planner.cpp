@@ -471,24 +471,14 @@ std::vector<EndedSeq> BatchPlanner::complete(uint64_t batch_id,
   if (flight == in_flight_.end())
     throw std::invalid_argument("complete: unknown batch " + std::to_string(batch_id) +
                                 " (already completed, empty, or its worker failed)");
-  // sampled_seqs_[i]: sampled[i]'s sequence once validated. Callers list the batch's
-  // wanting steps in batch order, so each is looked up in the batch first, in the whole
-  // table only when the order differs.
+  // sampled_seqs_[i]: sampled[i]'s sequence once validated (one lookup per entry).
   sampled_seqs_.clear();
   auto clear_marks = [&] {
     for (Seq* seq : sampled_seqs_) seq->sampled_mark = false;
   };
-  size_t next_in_batch = 0;
-  const std::vector<Seq*>& batch_seqs = flight->second.seqs;
   for (const SampledToken& s : sampled) {
-    while (next_in_batch < batch_seqs.size() && !batch_seqs[next_in_batch]->chunk_wants_logits)
-      ++next_in_batch;
-    Seq* found = nullptr;
-    if (next_in_batch < batch_seqs.size() && batch_seqs[next_in_batch]->id == s.seq) {
-      found = batch_seqs[next_in_batch++];
-    } else if (auto it = seqs_.find(s.seq); it != seqs_.end()) {
-      found = &it->second;
-    }
+    const auto it = seqs_.find(s.seq);
+    Seq* found = it == seqs_.end() ? nullptr : &it->second;
     const bool wanted =
         found && found->in_flight_batch == batch_id && found->chunk_wants_logits;
     std::string problem;

@@ -24,6 +24,7 @@
 #include "actors/actor_pipeline.hpp"
 #include "actors/actor_request_registry.hpp"
 #include "tests/actors/actor_runtime_support.hpp"
+#include "tests/util/gtest_name.hpp"
 
 namespace troupe {
 namespace {
@@ -186,9 +187,7 @@ TEST_P(ActorRuntimeSyncTest, GreedyOutputsEqualEachSequenceRunAlone) {
 
 INSTANTIATE_TEST_SUITE_P(SyncModes, ActorRuntimeSyncTest, ::testing::ValuesIn(all_sync_modes),
                          [](const auto& info) {
-                           std::string name(to_string(info.param));
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
+                           return test::gtest_name(to_string(info.param));
                          });
 
 // Worker 1 runs slow steps; `fail` makes it fail. Its client must hear within a second,

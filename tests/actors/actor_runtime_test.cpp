@@ -15,6 +15,7 @@
 
 #include "actors/actor_pipeline.hpp"
 #include "tests/actors/actor_runtime_support.hpp"
+#include "tests/util/gtest_name.hpp"
 
 namespace troupe {
 namespace {
@@ -214,9 +215,7 @@ TEST_P(ActorRuntimeCancelTest, CancelDuringDecodeFreesEveryBlock) {
 INSTANTIATE_TEST_SUITE_P(SyncModes, ActorRuntimeCancelTest,
                          ::testing::Values(SyncMode::Std, SyncMode::Parking, SyncMode::Actor),
                          [](const auto& info) {
-                           std::string name(to_string(info.param));
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
+                           return test::gtest_name(to_string(info.param));
                          });
 
 TEST_F(ActorRuntimeTest, FailingWorkerEndsItsRequestsWhileTheOtherKeepsServing) {

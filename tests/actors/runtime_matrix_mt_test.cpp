@@ -15,7 +15,6 @@
 
 #include "actors/engine.hpp"
 #include "gpu/backend.hpp"
-#include "gpu/sim_backend.hpp"
 #include "model/gguf.hpp"
 #include "tests/actors/runtime_test_support.hpp"
 #include "tests/util/scratch_file.hpp"
@@ -41,6 +40,20 @@ std::vector<Combination> combinations() {
     for (SyncMode sync : all_sync_modes)
       if (!(runtime == Runtime::Threads && sync == SyncMode::Actor)) all.push_back({runtime, sync});
   return all;
+}
+
+std::string label(const Combination& combination) {
+  return std::string(to_string(combination.runtime)) + " x " +
+         std::string(to_string(combination.sync));
+}
+
+// The combination's runtime and sync, two workers.
+EngineOptions options_for(const Combination& combination) {
+  EngineOptions options;
+  options.runtime = combination.runtime;
+  options.sync = combination.sync;
+  options.workers = 2;
+  return options;
 }
 
 std::vector<int32_t> prompt_of(int32_t length, int32_t salt) {
@@ -87,17 +100,13 @@ TEST_F(RuntimeMatrix, EveryCombinationServesTheSoloGreedyTokens) {
   EXPECT_THROW(refused.validate(), std::invalid_argument);
 
   for (const Combination& combination : combinations()) {
-    SCOPED_TRACE(std::string(to_string(combination.runtime)) + " x " +
-                 std::string(to_string(combination.sync)));
-    EngineOptions options;
-    options.runtime = combination.runtime;
-    options.sync = combination.sync;
+    SCOPED_TRACE(label(combination));
+    EngineOptions options = options_for(combination);
     options.model_path = file_->path();
     options.backend.name = "cpu";
     options.backend.threads = 1;
     options.backend.kv_block_tokens = 4;
     options.backend.kv_blocks = 64;
-    options.workers = 2;
     options.planner = {.max_batch_tokens = 8, .max_seqs = 4, .max_queued = 16, .workers = 2};
     options.context_tokens = 64;
     std::unique_ptr<Engine> engine;
@@ -141,23 +150,12 @@ TEST(RuntimeMatrixSim, BackendPickedAndSampledGreedyTokensAgree) {
   const std::vector<std::vector<int32_t>> prompts = {prompt_of(4, 1), prompt_of(11, 2),
                                                      prompt_of(17, 3), prompt_of(6, 4)};
   constexpr int32_t kNew = 6;
-  auto expected_of = [](const std::vector<int32_t>& prompt) {
-    std::vector<int32_t> out;
-    int32_t last = prompt.back();
-    for (int32_t p = int32_t(prompt.size()) - 1; int32_t(out.size()) < kNew; ++p)
-      out.push_back(last = SimBackend::next_token(p, last, 32000));
-    return out;
-  };
   for (const Combination& combination : combinations()) {
-    SCOPED_TRACE(std::string(to_string(combination.runtime)) + " x " +
-                 std::string(to_string(combination.sync)));
-    EngineOptions options;
-    options.runtime = combination.runtime;
-    options.sync = combination.sync;
+    SCOPED_TRACE(label(combination));
+    EngineOptions options = options_for(combination);
     options.backend.name = "sim";
     options.backend.kv_blocks = 256;
     options.sim_time_scale = 0;
-    options.workers = 2;
     options.planner = {.max_batch_tokens = 64, .max_seqs = 8, .max_queued = 64, .workers = 2};
     std::unique_ptr<Engine> engine = make_engine(options);
     // Round 0: every request plain greedy (picked by the backend); round 1: half of them
@@ -177,7 +175,7 @@ TEST(RuntimeMatrixSim, BackendPickedAndSampledGreedyTokensAgree) {
       for (std::size_t i = 0; i < prompts.size(); ++i) {
         ASSERT_TRUE(sinks[i]->wait_end());
         EXPECT_EQ(sinks[i]->end().kind, EndKind::Finished) << sinks[i]->end().message;
-        EXPECT_EQ(sinks[i]->tokens(), expected_of(prompts[i])) << "round " << round << " prompt " << i;
+        EXPECT_EQ(sinks[i]->tokens(), test::sim_greedy_tokens(prompts[i], kNew)) << "round " << round << " prompt " << i;
       }
     }
     EXPECT_EQ(engine->shutdown(100ms), 0);

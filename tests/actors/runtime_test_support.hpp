@@ -20,6 +20,7 @@
 #include "actors/engine.hpp"
 #include "gpu/backend.hpp"
 #include "gpu/kv_pool.hpp"
+#include "gpu/sim_backend.hpp"
 #include "model/model_desc.hpp"
 #include "model/tokenizer.hpp"
 #include "model/vocab.hpp"
@@ -189,6 +190,17 @@ inline std::vector<int32_t> solo_greedy(Backend& backend, std::span<const int32_
     generated.push_back(next);
   }
   return generated;
+}
+
+// The greedy tokens the sim backend gives after `prompt` (SimBackend::next_token chained from
+// the prompt's last token and position), for a vocabulary of n_vocab.
+inline std::vector<int32_t> sim_greedy_tokens(std::span<const int32_t> prompt, int32_t n_new,
+                                              uint32_t n_vocab = 32000) {
+  std::vector<int32_t> out;
+  int32_t last = prompt.back();
+  for (int32_t p = int32_t(prompt.size()) - 1; int32_t(out.size()) < n_new; ++p)
+    out.push_back(last = SimBackend::next_token(p, last, n_vocab));
+  return out;
 }
 
 // Records what an Engine sends; wait_end() blocks until on_end arrived. Thread-safe.

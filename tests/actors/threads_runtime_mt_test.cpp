@@ -324,17 +324,9 @@ EngineOptions sim_options(SyncMode sync, int32_t workers) {
   return options;
 }
 
-std::vector<int32_t> sim_tokens(std::vector<int32_t> prompt, int32_t n_new) {
-  std::vector<int32_t> out;
-  int32_t last = prompt.back();
-  for (int32_t p = int32_t(prompt.size()) - 1; int32_t(out.size()) < n_new; ++p)
-    out.push_back(last = SimBackend::next_token(p, last, 32000));
-  return out;
-}
-
 TEST(ThreadsRuntimeSim, StopStringEndsTheSequenceAndFreesItsBlocks) {
   auto engine = make_engine(sim_options(SyncMode::ParkingRw, 2));
-  const std::vector<int32_t> expected = sim_tokens({5, 6, 7}, 3);
+  const std::vector<int32_t> expected = test::sim_greedy_tokens(std::vector<int32_t>{5, 6, 7}, 3);
   GenerateRequest request = tokens_request({5, 6, 7}, 50);
   request.stop = {" t" + std::to_string(expected[1])};
   auto sink = std::make_shared<RecordingSink>();
@@ -408,7 +400,7 @@ TEST(ThreadsRuntimeSim, AFailingWorkerFailsItsRequestsQuicklyAndTheOthersKeepSer
   for (int i = 0; i < 6; ++i) {
     ASSERT_TRUE(after[size_t(i)]->wait_end());
     EXPECT_EQ(after[size_t(i)]->end().kind, EndKind::Finished);
-    EXPECT_EQ(after[size_t(i)]->tokens(), sim_tokens({9, int32_t(10 + i)}, 4));
+    EXPECT_EQ(after[size_t(i)]->tokens(), test::sim_greedy_tokens(std::vector<int32_t>{9, int32_t(10 + i)}, 4));
   }
   EXPECT_TRUE(kv_drained(*engine));
 }

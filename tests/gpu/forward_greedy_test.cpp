@@ -14,6 +14,7 @@
 #include "model/model_desc.hpp"
 #include "tests/util/scratch_file.hpp"
 #include "tests/util/tiny_model.hpp"
+#include "tests/util/gtest_name.hpp"
 
 namespace troupe {
 namespace {
@@ -99,11 +100,7 @@ TEST_P(ForwardGreedy, RefusesRoomForAnotherNumberOfTokens) {
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, ForwardGreedy,
                          ::testing::Values("llama-spm-f32", "llama-gpt2-q4_1", "qwen2-gpt2-q8_0"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         [](const auto& info) { return test::gtest_name(info.param); });
 
 }  // namespace
 }  // namespace troupe

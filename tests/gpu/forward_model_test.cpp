@@ -20,6 +20,7 @@
 #include "tests/util/quantize.hpp"
 #include "tests/util/scratch_file.hpp"
 #include "tests/util/tiny_model.hpp"
+#include "tests/util/gtest_name.hpp"
 
 namespace troupe {
 namespace {
@@ -224,11 +225,7 @@ INSTANTIATE_TEST_SUITE_P(TinyModels, ForwardModel,
                                            Case{"llama-spm-q4_0", RopeLayout::Adjacent, 2e-2},
                                            Case{"llama-gpt2-q4_1", RopeLayout::Adjacent, 2e-2},
                                            Case{"qwen2-gpt2-q8_0", RopeLayout::Halves, 2e-2}),
-                         [](const auto& info) {
-                           std::string name = info.param.preset;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         [](const auto& info) { return test::gtest_name(info.param.preset); });
 
 }  // namespace
 }  // namespace troupe

@@ -40,6 +40,7 @@
 #include "model/model_desc.hpp"
 #include "tests/util/scratch_file.hpp"
 #include "tests/util/tiny_model.hpp"
+#include "tests/util/gtest_name.hpp"
 
 namespace troupe {
 namespace {
@@ -197,11 +198,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceGenerate,
                                            Reference{"llama-spm-q4_0", 1.5, 0.15, 0.5},
                                            Reference{"llama-gpt2-q4_1", 1.5, 0.15, 0.5},
                                            Reference{"qwen2-gpt2-q8_0", 1.5, 0.15, 0.5}),
-                         [](const auto& info) {
-                           std::string name = info.param.fixture;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         [](const auto& info) { return test::gtest_name(info.param.fixture); });
 
 }  // namespace
 }  // namespace troupe
