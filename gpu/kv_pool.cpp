@@ -1,7 +1,6 @@
 #include "gpu/kv_pool.hpp"
 
 #include <immintrin.h>
-#include <sys/mman.h>
 
 #include <new>
 #include <stdexcept>
@@ -31,10 +30,7 @@ int64_t KvPool::blocks_for_bytes(const KvShape& shape, uint64_t bytes) {
   return int64_t(bytes / bytes_per_block(shape));
 }
 
-void KvPool::Unmap::operator()(uint16_t* p) const { munmap(p, bytes); }
-
-KvPool::KvPool(const KvShape& shape, int64_t n_blocks)
-    : shape_(shape), n_blocks_(n_blocks), data_(nullptr, Unmap{0}) {
+KvPool::KvPool(const KvShape& shape, int64_t n_blocks) : shape_(shape), n_blocks_(n_blocks) {
   check_shape(shape);
   if (n_blocks < 1)
     throw std::invalid_argument("KV pool needs at least one block (got " +
@@ -43,14 +39,12 @@ KvPool::KvPool(const KvShape& shape, int64_t n_blocks)
   block_stride_ = head_stride_ * size_t(shape.n_head_kv) * 2 * size_t(shape.n_layer);
   const uint64_t total = bytes();
   if (total / uint64_t(n_blocks) != bytes_per_block(shape)) throw std::bad_alloc();
-  // Anonymous pages come zeroed and are only touched when first written.
-  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  data_ = std::unique_ptr<uint16_t[], Unmap>(static_cast<uint16_t*>(p), Unmap{total});
+  memory_ = HugePageRegion(total);  // zeroed, touched only when first written
+  data_ = reinterpret_cast<uint16_t*>(memory_.data());
 }
 
 uint16_t* KvPool::rows(int layer, int32_t block, int k_or_v, int kv_head) {
-  return data_.get() + size_t(block) * block_stride_ +
+  return data_ + size_t(block) * block_stride_ +
          ((size_t(layer) * 2 + size_t(k_or_v)) * size_t(shape_.n_head_kv) + size_t(kv_head)) *
              head_stride_;
 }

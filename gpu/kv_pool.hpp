@@ -3,6 +3,7 @@
 // (physical block ids): position p lives in block table[p / block_tokens], slot
 // p % block_tokens. The pool hands out no blocks: whoever owns the tables (the KV-cache core)
 // decides which sequence uses which block; sequences may share blocks they only read.
+// Memory: one HugePageRegion (a step reads runs of a few KiB from blocks anywhere in the pool).
 // Layout: block-major; inside a block, for each layer, K then V, each [kv_head][slot][head_dim],
 // so one (layer, block, kv head) is block_tokens * head_dim contiguous halves.
 // Thread safety: none inside. Distinct (block, slot) cells may be written concurrently;
@@ -13,6 +14,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+
+#include "gpu/huge_pages.hpp"
 
 namespace troupe {
 
@@ -64,11 +67,8 @@ class KvPool {
   int64_t n_blocks_;
   size_t head_stride_;   // halves per (layer, k/v, kv head) in a block
   size_t block_stride_;  // halves per block
-  struct Unmap {
-    size_t bytes;
-    void operator()(uint16_t* p) const;
-  };
-  std::unique_ptr<uint16_t[], Unmap> data_;
+  HugePageRegion memory_;
+  uint16_t* data_ = nullptr;  // memory_'s start
 };
 
 }  // namespace troupe

@@ -9,8 +9,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <sys/mman.h>
-
 #include "gpu/matmul.hpp"
 
 namespace troupe {
@@ -82,9 +80,8 @@ void pack_group(const WeightView& w, int64_t g, uint8_t* dst) {
   }
 }
 
-constexpr size_t kHugePage = size_t(2) << 20;
 // Packed copies share regions of this size (a larger copy gets a region of its own).
-constexpr size_t kRegionBytes = 16 * kHugePage;
+constexpr size_t kRegionBytes = 16 * HugePageRegion::kHugePage;
 
 }  // namespace
 
@@ -124,24 +121,12 @@ PackedMatrix::PackedMatrix(const WeightView& w, uint8_t* storage)
 
 PackedMatrix pack(const WeightView& w) { return PackedMatrix(w); }
 
-void PackedWeights::Region::Unmap::operator()(uint8_t* p) const { munmap(p, bytes); }
-
 uint8_t* PackedWeights::allocate(size_t bytes) {
   bytes = (bytes + 63) / 64 * 64;
-  if (regions_.empty() || regions_.back().size - regions_.back().used < bytes) {
-    const size_t size = (std::max(bytes, kRegionBytes) + kHugePage - 1) / kHugePage * kHugePage;
-    const size_t mapped = size + kHugePage;  // room to start on a 2 MiB boundary
-    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    Region& region = regions_.emplace_back(Region{
-        std::unique_ptr<uint8_t, Region::Unmap>(static_cast<uint8_t*>(p), Region::Unmap{mapped}),
-        nullptr, size, 0});
-    const auto address = reinterpret_cast<uintptr_t>(p);
-    region.begin = reinterpret_cast<uint8_t*>((address + kHugePage - 1) / kHugePage * kHugePage);
-    madvise(region.begin, size, MADV_HUGEPAGE);  // a hint: 4 KiB pages work too
-  }
+  if (regions_.empty() || regions_.back().memory.size() - regions_.back().used < bytes)
+    regions_.push_back({HugePageRegion(std::max(bytes, kRegionBytes)), 0});
   Region& region = regions_.back();
-  uint8_t* p = region.begin + region.used;
+  uint8_t* p = region.memory.data() + region.used;
   region.used += bytes;
   return p;
 }

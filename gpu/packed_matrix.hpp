@@ -18,6 +18,7 @@
 #include <deque>
 #include <memory>
 
+#include "gpu/huge_pages.hpp"
 #include "model/ggml_types.hpp"
 
 namespace troupe {
@@ -67,9 +68,8 @@ PackedMatrix pack(const WeightView& w);
 
 // Owns the packed copies of a model's weights. attach(w) packs w when packable(w.type) and
 // points w.packed at the copy (valid for the store's life); other views are left unchanged.
-// The copies lie back to back, in attach order, in regions of memory asked to be backed by
-// 2 MiB pages (madvise; where the kernel declines, 4 KiB pages): a decode step streams every
-// weight once, and small pages would cost a TLB miss every 4 KiB.
+// The copies lie back to back, in attach order, in HugePageRegions: a decode step streams
+// every weight once, and small pages would cost a TLB miss every 4 KiB.
 // Not thread-safe: fill it at load, before the views are shared.
 class PackedWeights {
  public:
@@ -82,14 +82,8 @@ class PackedWeights {
 
  private:
   struct Region {
-    struct Unmap {
-      size_t bytes;
-      void operator()(uint8_t* p) const;
-    };
-    std::unique_ptr<uint8_t, Unmap> mapping;
-    uint8_t* begin;  // the first 2 MiB boundary in the mapping
-    size_t size;
-    size_t used;
+    HugePageRegion memory;
+    size_t used = 0;
   };
   uint8_t* allocate(size_t bytes);
 

@@ -1,9 +1,9 @@
 // troupe-kernel-bench: single-thread matmul throughput per kernel set (AVX2 vs AVX-512 VNNI,
 // unpacked vs packed weights, interleaved A B C D in one run; medians and spread over rounds)
 // for the SmolLM2-135M shapes at 1..32 tokens, with the weights hot in cache and streamed
-// from memory (as in a decode step), and thread-pool dispatch latency. Weights are random,
-// well-formed blocks.
-// Usage: troupe-kernel-bench [rounds] [shape label filter, e.g. ffn_up]
+// from memory (as in a decode step), decode attention from a KV pool on 2 MiB against 4 KiB
+// pages, and thread-pool dispatch latency. Weights are random, well-formed blocks.
+// Usage: troupe-kernel-bench [rounds] [shape label filter, e.g. ffn_up, or "attention"]
 #include <algorithm>
 #include <cmath>
 #include <chrono>
@@ -11,10 +11,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <sys/mman.h>
+#include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "gpu/attention.hpp"
+#include "gpu/kv_pool.hpp"
 #include "gpu/matmul.hpp"
 #include "gpu/packed_matrix.hpp"
 #include "gpu/thread_pool.hpp"
@@ -158,6 +163,63 @@ void bench_matmul(const char* label, GgmlType type, int64_t rows, int64_t cols, 
   }
 }
 
+// Decode attention (one token, 3 query heads per KV head: SmolLM2's shape) of 8 sequences at
+// `context` positions over all 30 layers, from a KV pool on 2 MiB pages (as KvPool maps it)
+// against the same values in a pool held to 4 KiB pages (madvise NOHUGEPAGE before the first
+// write), interleaved; blocks scattered through a 700-block pool and the caches flushed
+// before each pass, as when a step's weights have streamed through them.
+void bench_attention_pages(int context, int rounds) {
+  const KvShape shape{30, 3, 64, 16};
+  const int seqs = 8, per_seq = (context + shape.block_tokens - 1) / shape.block_tokens;
+  const int64_t n_blocks = 700;
+  KvPool huge(shape, n_blocks), small(shape, n_blocks);
+  {
+    const auto base = reinterpret_cast<uintptr_t>(small.k_rows(0, 0, 0));
+    madvise(reinterpret_cast<void*>(base), small.bytes(), MADV_NOHUGEPAGE);
+  }
+  std::vector<int32_t> blocks(static_cast<size_t>(n_blocks));
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::mt19937 rng(1);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> k(3 * 64), v(3 * 64);
+  const auto table = [&](int seq) {
+    return std::span<const int32_t>(blocks).subspan(size_t(seq * per_seq), size_t(per_seq));
+  };
+  for (int seq = 0; seq < seqs; ++seq)
+    for (int layer = 0; layer < shape.n_layer; ++layer)
+      for (int32_t pos = 0; pos < context; ++pos) {
+        for (float& x : k) x = dist(rng);
+        for (float& x : v) x = dist(rng);
+        huge.store(layer, table(seq), pos, k.data(), v.data());
+        small.store(layer, table(seq), pos, k.data(), v.data());
+      }
+  std::vector<float> q(9 * 64, 0.1f), out(9 * 64), scratch(attention_scratch_floats(shape, 3));
+  std::vector<uint8_t> flush(64 << 20, 1);
+  const auto pass = [&](const KvPool& pool) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < flush.size(); i += 64) sum += flush[i];
+    asm volatile("" : : "r"(sum));
+    const double start = thread_cpu_seconds();
+    for (int layer = 0; layer < shape.n_layer; ++layer)
+      for (int seq = 0; seq < seqs; ++seq)
+        for (int head = 0; head < 3; ++head)
+          attend(pool, layer, head, table(seq), context - 1, 1, 3, q.data() + head * 192, 9 * 64,
+                 0.125f, out.data() + head * 192, scratch.data());
+    return thread_cpu_seconds() - start;
+  };
+  std::vector<double> huge_s, small_s;
+  for (int round = 0; round < rounds; ++round) {
+    huge_s.push_back(pass(huge));
+    small_s.push_back(pass(small));
+  }
+  const Stats h = stats_of(huge_s), l = stats_of(small_s);
+  std::printf("decode attention, 8 seqs x 30 layers at %d positions: 2 MiB pages %.3f ms (%.3f-%.3f), "
+              "4 KiB pages %.3f ms (%.3f-%.3f): %.2fx\n",
+              context, h.median * 1e3, h.low * 1e3, h.high * 1e3, l.median * 1e3, l.low * 1e3,
+              l.high * 1e3, l.median / h.median);
+}
+
 void bench_dispatch(int threads, int rounds) {
   ThreadPool pool(threads);
   std::vector<double> samples;
@@ -192,8 +254,11 @@ int main(int argc, char** argv) {
     if (bytes < 8e6) bench_matmul(s.label, s.type, s.rows, s.cols, 1, rounds);
     bench_matmul(s.label, s.type, s.rows, s.cols, static_cast<int>(std::ceil(kStreamBytes / bytes)), rounds);
   }
-  if (only.empty()) {
+  if (only.empty() || only == "attention") {
     std::printf("\n");
+    for (int context : {80, 200}) bench_attention_pages(context, std::max(rounds, 9));
+  }
+  if (only.empty()) {
     bench_dispatch(2, rounds);
   }
   return 0;
