@@ -63,10 +63,12 @@ class ActorsPipeline final : public ActorPipeline {
     kv_ = make_shared_kv_cache(options.sync, backends_.kv_config, system_.get(), options.sharing);
 
     const Vocab& vocab = parts_.model->tokenizer().vocab();
-    // Workers poll for their next step only where cores are to spare for it.
-    const auto worker_poll = int64_t(std::thread::hardware_concurrency()) >= options.workers + 4
-                                 ? std::chrono::microseconds(200)
-                                 : std::chrono::microseconds(0);
+    // Where cores are to spare, workers poll for their next step; where they are scarce, the
+    // scheduler yields its core to the workers it has just sent steps to.
+    const bool cores_to_spare =
+        int64_t(std::thread::hardware_concurrency()) >= options.workers + 4;
+    const auto worker_poll =
+        cores_to_spare ? std::chrono::microseconds(200) : std::chrono::microseconds(0);
     for (int32_t i = 0; i < options.workers; ++i) {
       worker_meters_.push_back(std::make_shared<WorkerMeter>());
       workers_.push_back(spawn_worker_actor(
@@ -83,7 +85,8 @@ class ActorsPipeline final : public ActorPipeline {
                                                   .workers = workers_,
                                                   .meter = meter_,
                                                   .snapshot = snapshot_,
-                                                  .detached = !deterministic_});
+                                                  .detached = !deterministic_,
+                                                  .yield_after_dispatch = !cores_to_spare});
   }
 
   ~ActorsPipeline() override {

@@ -6,7 +6,9 @@
 // returns one; make_actor_pipeline adds what tests and measurements need: the actor system
 // (its test coordinator when options.deterministic), the KV cache, the workers, step gaps.
 // Production: the scheduler and the workers are detached (own threads; they block in KV calls
-// and Backend::step), request actors run on CAF's scheduler (2 threads, polling off).
+// and Backend::step), request actors run on CAF's scheduler (2 threads, polling off). With
+// cores to spare (at least workers + 4) workers poll for their next step; without, the
+// scheduler yields its core after sending steps (SchedulerActorSetup::yield_after_dispatch).
 // Deterministic (EngineOptions::deterministic): the system runs CAF's test coordinator and
 // nothing moves until the caller runs it (caf::scheduler::test_coordinator::run()); the
 // destructor runs it itself. Only the KV cache's owner (sync actor) keeps its own thread.

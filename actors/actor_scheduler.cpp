@@ -4,6 +4,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -53,6 +54,7 @@ struct SchedulerState {
   std::shared_ptr<SchedulerSnapshot> snapshot;
   std::string broken;  // why the planner is unusable; empty while it is fine
   std::vector<uint64_t> awaiting_free;  // ended (deadline), end sent once their blocks are free
+  bool yield_after_dispatch = false;
 };
 
 using SchedulerSelf = caf::stateful_actor<SchedulerState>;
@@ -203,11 +205,13 @@ std::vector<PlannedBatch> plan_idle_workers(SchedulerState& st, EngineClock::tim
   return planned;
 }
 
-// Sends each planned batch to its worker and reports what the plans ended.
+// Sends each planned batch to its worker and reports what the plans ended; then, with
+// yield_after_dispatch, yields this core to the workers just woken.
 // completed_worker: the worker whose step just completed (its next step is back to back).
 void send_planned(SchedulerSelf* self, std::vector<PlannedBatch>& planned,
                   EngineClock::time_point now, int32_t completed_worker) {
   auto& st = self->state;
+  bool sent = false;
   for (PlannedBatch& plan : planned) {
     for (const EndedSeq& ended : plan.batch.ended) end_planned(self, ended);
     if (plan.batch.empty()) continue;
@@ -230,7 +234,9 @@ void send_planned(SchedulerSelf* self, std::vector<PlannedBatch>& planned,
     step.back_to_back = int32_t(plan.worker) == completed_worker;
     worker.busy = true;
     self->send(worker.actor, std::move(step));
+    sent = true;
   }
+  if (sent && st.yield_after_dispatch) std::this_thread::yield();
 }
 
 void dispatch(SchedulerSelf* self) {
@@ -332,6 +338,7 @@ caf::behavior scheduler_actor(SchedulerSelf* self, std::shared_ptr<SchedulerActo
   }
   st.meter = setup->meter;
   st.snapshot = setup->snapshot;
+  st.yield_after_dispatch = setup->detached && setup->yield_after_dispatch;
   st.snapshot->publish(st.planner->stats());
 
   self->set_down_handler([self](caf::down_msg& down) {

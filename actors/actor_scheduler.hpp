@@ -15,6 +15,9 @@
 // Publishes the planner's statistics in a SchedulerSnapshot after every message.
 // Spawned detached (its own thread: it blocks in calls to the shared KV cache) unless
 // deterministic (then CAF's test coordinator runs it).
+// yield_after_dispatch: after sending steps, the scheduler yields its core before it routes
+// the tokens. Where cores are scarce (fewer than workers + 4), a worker it has just woken
+// otherwise waits behind that routing for a core (the README has the measured gaps).
 
 #include <memory>
 #include <mutex>
@@ -48,6 +51,7 @@ struct SchedulerActorSetup {
   std::shared_ptr<MailboxMeter> meter;
   std::shared_ptr<SchedulerSnapshot> snapshot;
   bool detached = true;
+  bool yield_after_dispatch = false;
 };
 
 caf::actor spawn_scheduler_actor(caf::actor_system& system, SchedulerActorSetup setup);
