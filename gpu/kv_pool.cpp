@@ -40,11 +40,10 @@ KvPool::KvPool(const KvShape& shape, int64_t n_blocks) : shape_(shape), n_blocks
   const uint64_t total = bytes();
   if (total / uint64_t(n_blocks) != bytes_per_block(shape)) throw std::bad_alloc();
   memory_ = HugePageRegion(total);  // zeroed, touched only when first written
-  data_ = reinterpret_cast<uint16_t*>(memory_.data());
 }
 
 uint16_t* KvPool::rows(int layer, int32_t block, int k_or_v, int kv_head) {
-  return data_ + size_t(block) * block_stride_ +
+  return reinterpret_cast<uint16_t*>(memory_.data()) + size_t(block) * block_stride_ +
          ((size_t(layer) * 2 + size_t(k_or_v)) * size_t(shape_.n_head_kv) + size_t(kv_head)) *
              head_stride_;
 }

@@ -12,7 +12,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <span>
 
 #include "gpu/huge_pages.hpp"
@@ -68,7 +67,6 @@ class KvPool {
   size_t head_stride_;   // halves per (layer, k/v, kv head) in a block
   size_t block_stride_;  // halves per block
   HugePageRegion memory_;
-  uint16_t* data_ = nullptr;  // memory_'s start
 };
 
 }  // namespace troupe

@@ -11,12 +11,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <sys/mman.h>
 #include <numeric>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "gpu/attention.hpp"
 #include "gpu/kv_pool.hpp"

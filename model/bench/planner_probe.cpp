@@ -1,8 +1,9 @@
 // troupe-planner-probe: what BatchPlanner::complete + plan cost per decode step, the work a
 // runtime does between two steps of one worker. W workers x S decoding sequences on a
 // KvCacheCore (through CorePlannerKv); each step completes the worker's last batch and plans
-// its next one, the workers in turn. Two contenders, interleaved in blocks of 20 rounds (the
-// first 2 of each block not counted): "hot" (the planner's data stays in cache) and "cold"
+// its next one, the workers in turn. After a warm-up that admits and prefills every
+// sequence, two contenders, interleaved in blocks of 20 rounds (the first 2 of each block not
+// counted): "hot" (the planner's data stays in cache) and "cold"
 // (--touch-mb of other memory is read and written before each step, as a runtime's other
 // work does between two steps of one worker).
 // Prints the median and p90 of each call per contender.
@@ -22,6 +23,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace troupe;
+
+// Contenders alternate by block of rounds; a block's first rounds settle the caches. At least
+// two blocks, so that each contender has samples.
+constexpr int kBlockRounds = 20, kSettleRounds = 2, kMinRounds = 2 * kBlockRounds;
 
 struct Options {
   int workers = 8;
@@ -44,7 +49,7 @@ bool parse(int argc, char** argv, Options& o) {
     else if (arg == "--touch-mb") o.touch_mb = value;
     else return false;
   }
-  return o.seqs >= o.workers;
+  return o.seqs >= o.workers && o.rounds >= kMinRounds;
 }
 
 }  // namespace
@@ -55,19 +60,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: troupe-planner-probe [--workers 8] [--seqs 256] [--prompt 512] "
                  "[--rounds 400] [--touch-mb 4]\n  (every value a positive integer; seqs >= "
-                 "workers)\n");
+                 "workers; rounds >= %d)\n",
+                 kMinRounds);
     return 2;
   }
   const int per_worker = (o.seqs + o.workers - 1) / o.workers;
-  const int max_new = o.rounds + 8;  // nobody finishes during the run
-  const int blocks_per_seq = (o.prompt + max_new) / 16 + 2;
-  KvCacheCore core({.num_blocks = blocks_per_seq * o.seqs, .block_size = 16});
-  CorePlannerKv kv(core);
   PlannerConfig config;
   config.max_batch_tokens = std::max(512, per_worker);
   config.max_seqs = per_worker;
   config.max_queued = o.seqs;
   config.workers = o.workers;
+  // Each plan admits about one prompt per worker: a bound on the rounds until all decode.
+  const int warm_up_limit = per_worker * (o.prompt / config.max_batch_tokens + 2) + 4;
+  const int max_new = warm_up_limit + o.rounds + 8;  // nobody finishes during the run
+  const int blocks_per_seq = (o.prompt + max_new) / 16 + 2;
+  KvCacheCore core({.num_blocks = blocks_per_seq * o.seqs, .block_size = 16});
+  CorePlannerKv kv(core);
   BatchPlanner planner(config, kv);
   const auto now = PlannerClock::now();
   for (int s = 0; s < o.seqs; ++s) {
@@ -86,12 +94,9 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> other(size_t(o.touch_mb) << 20, 1);
   std::vector<double> complete_us[2], plan_us[2];
   int32_t token = 0;
-  // Warm-up rounds admit and prefill every sequence; then contenders alternate by block.
-  constexpr int kBlockRounds = 20, kSettleRounds = 2;
-  const int warm_up = 2 * (o.prompt / 512 + 2);
-  for (int round = 0; round < warm_up + o.rounds; ++round) {
-    const int timed = round - warm_up;
-    const int cold = timed >= 0 ? (timed / kBlockRounds) % 2 : 0;
+  // One round: each worker in turn completes its last batch and plans its next; timed when
+  // `record` (into the cold or hot samples).
+  const auto round = [&](bool cold, bool record) {
     for (int w = 0; w < o.workers; ++w) {
       Batch& batch = batches[size_t(w)];
       sampled.clear();
@@ -106,11 +111,28 @@ int main(int argc, char** argv) {
       const auto t1 = Clock::now();
       batch = planner.plan(w, now);
       const auto t2 = Clock::now();
-      if (timed < 0 || timed % kBlockRounds < kSettleRounds) continue;
+      if (!record) continue;
       complete_us[cold].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
       plan_us[cold].push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
     }
+  };
+  // Warm-up until every sequence is admitted and every batch is decodes alone.
+  const auto all_decoding = [&] {
+    if (planner.stats().waiting > 0) return false;
+    for (const Batch& batch : batches)
+      if (batch.prefill_tokens > 0 || batch.empty()) return false;
+    return true;
+  };
+  for (int warm = 0; !all_decoding(); ++warm) {
+    if (warm == warm_up_limit) {
+      std::fprintf(stderr, "troupe-planner-probe: not every sequence decodes after %d rounds\n",
+                   warm);
+      return 1;
+    }
+    round(false, false);
   }
+  for (int timed = 0; timed < o.rounds; ++timed)
+    round((timed / kBlockRounds) % 2 == 1, timed % kBlockRounds >= kSettleRounds);
   size_t decoding = 0;
   for (const Batch& batch : batches) decoding += batch.steps.size();
   std::printf("planner: %d workers, %zu sequences decoding (prompt %d), %d rounds, cold = %d MiB "
