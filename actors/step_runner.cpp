@@ -12,8 +12,12 @@ StepRunner::StepRunner(std::unique_ptr<Backend> backend, const Vocab& vocab)
 }
 
 StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> samplers) {
+  return run(batch, samplers, [] {});
+}
+
+StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> samplers,
+                           FunctionRef<void()> host_work) {
   StepResult result;
-  result.started = EngineClock::now();
   steps_.clear();
   std::size_t wanting = 0;
   for (const PlannedStep& planned : batch.steps) {
@@ -24,23 +28,31 @@ StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> sam
                       .want_logits = planned.want_logits});
     wanting += planned.want_logits;
   }
-  if (samplers.size() != wanting)
+  if (samplers.size() != wanting) {
+    host_work();
     throw std::invalid_argument("StepRunner::run: " + std::to_string(samplers.size()) +
                                 " samplers for " + std::to_string(wanting) +
                                 " steps that want logits");
+  }
   const bool picked =
       wanting > 0 && backend_->picks_greedy() &&
       std::all_of(samplers.begin(), samplers.end(),
                   [](const SeqSampling* seq) { return seq->sampler.plain_greedy(); });
   const std::size_t n_vocab = backend_->desc().n_vocab;
+  Backend::StepTimes times;
   if (picked) {
     picked_.resize(wanting);
-    backend_->step_greedy(steps_, picked_);
-  } else {
+    times = backend_->step_overlapping(steps_, {.picked = picked_}, host_work);
+  } else if (!steps_.empty()) {
     logits_.resize(wanting * n_vocab);
-    if (!steps_.empty()) backend_->step(steps_, wanting ? logits_.data() : nullptr);
+    times = backend_->step_overlapping(steps_, {.logits = wanting ? logits_.data() : nullptr, .picked = {}},
+                                       host_work);
+  } else {
+    host_work();
+    times.started = times.ended = EngineClock::now();
   }
-  result.backend_ended = EngineClock::now();
+  result.started = times.started;
+  result.backend_ended = times.ended;
 
   result.sampled.reserve(wanting);
   result.outputs.reserve(wanting);

@@ -34,9 +34,10 @@ struct SeqSampling {
 struct StepResult {
   std::vector<SampledToken> sampled;   // for BatchPlanner::complete (stop = EOS unless ignored)
   std::vector<SampledOutput> outputs;  // same order, for the requests
-  EngineClock::time_point started, ended;  // around Backend::step + sampling
-  EngineClock::time_point backend_ended;   // Backend::step returned (sampling starts; when
-                                           // the backend picked, sampling takes no time)
+  // The backend's step from started to backend_ended (Backend::StepTimes), then sampling
+  // until ended (none when the backend picked).
+  EngineClock::time_point started, ended;
+  EngineClock::time_point backend_ended;
 };
 
 class StepRunner {
@@ -48,6 +49,11 @@ class StepRunner {
   // samplers[i] belongs to the i-th step of batch with want_logits. Throws what the backend
   // throws (the caller treats it as a worker failure).
   StepResult run(const Batch& batch, std::span<SeqSampling* const> samplers);
+  // The same, with host work overlapping the step where the backend allows it
+  // (Backend::step_overlapping): it runs exactly once, also when run() throws. started and
+  // backend_ended are the backend's device work, which host work does not stretch.
+  StepResult run(const Batch& batch, std::span<SeqSampling* const> samplers,
+                 FunctionRef<void()> host_work);
 
  private:
   std::unique_ptr<Backend> backend_;

@@ -364,23 +364,28 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
       }
       lock.unlock();
 
-      for (auto& [req, end] : ends) send_end(req, std::move(end));
-      ends.clear();
-      for (const StepHandoff& handoff : previous) {
-        const bool has_output = handoff.output != SIZE_MAX;
-        if (send_tokens(handoff.req, has_output ? &done_step->outputs[handoff.output] : nullptr,
-                        has_output ? 1 : 0, handoff.admission, handoff.ended))
-          wakes.push_back(handoff.req);
-      }
-      schedule(wakes);
-      wakes.clear();
-      previous.clear();
-      done_step.reset();
-
-      if (!idle) {
+      // The last step's ends and tokens go to their requests while this step runs, where the
+      // backend overlaps host work with its steps (sim), else just before it.
+      auto deliver_last_step = [&] {
+        for (auto& [req, end] : ends) send_end(req, std::move(end));
+        ends.clear();
+        for (const StepHandoff& handoff : previous) {
+          const bool has_output = handoff.output != SIZE_MAX;
+          if (send_tokens(handoff.req, has_output ? &done_step->outputs[handoff.output] : nullptr,
+                          has_output ? 1 : 0, handoff.admission, handoff.ended))
+            wakes.push_back(handoff.req);
+        }
+        schedule(wakes);
+        wakes.clear();
+        previous.clear();
+      };
+      if (idle) {
+        deliver_last_step();
+        done_step.reset();
+      } else {
         meters_[size_t(worker)].starting(EngineClock::now());
         try {
-          done_step = runner.run(batch, samplers);
+          done_step = runner.run(batch, samplers, deliver_last_step);
         } catch (const std::exception& error) {
           meters_[size_t(worker)].step_failed();
           lock.lock();

@@ -36,6 +36,17 @@ void Backend::step_greedy(std::span<const SeqStep>, std::span<int32_t>) {
                          "call step() and sample (ask picks_greedy() first)");
 }
 
+Backend::StepTimes Backend::step_overlapping(std::span<const SeqStep> batch, StepOutput out,
+                                             FunctionRef<void()> host_work) {
+  host_work();
+  const auto started = std::chrono::steady_clock::now();
+  if (!out.picked.empty())
+    step_greedy(batch, out.picked);
+  else
+    step(batch, out.logits);
+  return {started, std::chrono::steady_clock::now()};
+}
+
 std::string resolve_backend_name(const std::string& name, std::string* fallback) {
   if (name != "auto") return name;
   const std::optional<std::string> why = cuda_unavailable_reason();

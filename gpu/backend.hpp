@@ -10,11 +10,13 @@
 // Units: tokens are vocabulary ids, positions count tokens from 0, logits are raw f32 scores.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 
+#include "locks/function_ref.hpp"
 #include "model/model_desc.hpp"
 
 namespace troupe {
@@ -74,6 +76,26 @@ class Backend {
   // step_greedy() throws std::logic_error: callers ask first.
   virtual bool picks_greedy() const { return false; }
   virtual void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens);
+
+  // Where a step writes: picked non-empty picks greedy tokens (step_greedy(), into picked),
+  // else logits receives the rows (step()).
+  struct StepOutput {
+    float* logits = nullptr;
+    std::span<int32_t> picked;
+  };
+  // One step, as step() or step_greedy() (validating and throwing alike), with host work that
+  // may overlap it: the caller's delivery of the previous step's tokens. A backend whose step
+  // waits for a device (sim) runs host_work once the device work is under way, then waits for
+  // it; the default runs host_work first, then the step. host_work runs exactly once, also
+  // when the step throws; what it throws propagates. Returns when the step's device work
+  // started and ended: the default's starts after host_work; an overlapping backend's ends at
+  // the device's end even when host_work ran past it (that time was the host's; the device
+  // sat idle).
+  struct StepTimes {
+    std::chrono::steady_clock::time_point started, ended;
+  };
+  virtual StepTimes step_overlapping(std::span<const SeqStep> batch, StepOutput out,
+                                     FunctionRef<void()> host_work);
 };
 
 // The backend named options.name ("cpu"). Throws std::invalid_argument for an unknown name

@@ -98,7 +98,8 @@ double SimBackend::step_seconds(std::span<const SeqStep> batch) const {
 }
 
 template <class Emit>
-void SimBackend::run(std::span<const SeqStep> batch, Emit&& emit) {
+Backend::StepTimes SimBackend::run(std::span<const SeqStep> batch, Emit&& emit,
+                                   FunctionRef<void()> host_work) {
   const auto start = std::chrono::steady_clock::now();
   validate_batch(batch, desc_, kv_, max_batch_tokens_);
   last_step_seconds_ = step_seconds(batch);
@@ -110,23 +111,49 @@ void SimBackend::run(std::span<const SeqStep> batch, Emit&& emit) {
     emit(row++, next_token(seq.n_past + last, seq.tokens[size_t(last)], desc_.n_vocab));
   }
 
-  if (time_scale_ > 0.0)
-    wait_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                           std::chrono::duration<double>(last_step_seconds_ * time_scale_)));
+  const auto deadline =
+      start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                  std::chrono::duration<double>(last_step_seconds_ * time_scale_));
+  host_work();  // a throw ends the step here: nothing waits for a simulated device
+  if (time_scale_ > 0.0) {
+    // The device finished at the deadline; host work that ran past it is not the step's.
+    if (std::chrono::steady_clock::now() >= deadline) return {start, deadline};
+    wait_until(deadline);
+  }
+  return {start, std::chrono::steady_clock::now()};
 }
 
 void SimBackend::step(std::span<const SeqStep> batch, float* logits) {
-  const size_t vocab = desc_.n_vocab;
-  run(batch, [&](size_t row, int32_t favoured) {
-    float* out = logits + row * vocab;
-    std::fill(out, out + vocab, 0.0f);
-    out[favoured] = kFavouredLogit;
-  });
+  step_overlapping(batch, {.logits = logits, .picked = {}}, [] {});
 }
 
 void SimBackend::step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) {
   validate_greedy_room(batch, tokens);
-  run(batch, [&](size_t row, int32_t favoured) { tokens[row] = favoured; });
+  step_overlapping(batch, {.picked = tokens}, [] {});
+}
+
+Backend::StepTimes SimBackend::step_overlapping(std::span<const SeqStep> batch, StepOutput out,
+                                                FunctionRef<void()> host_work) {
+  bool ran = false;
+  auto work = [&] {
+    ran = true;
+    host_work();
+  };
+  try {
+    if (!out.picked.empty()) {
+      validate_greedy_room(batch, out.picked);
+      return run(batch, [&](size_t row, int32_t favoured) { out.picked[row] = favoured; }, work);
+    }
+    const size_t vocab = desc_.n_vocab;
+    return run(batch, [&](size_t row, int32_t favoured) {
+      float* row_out = out.logits + row * vocab;
+      std::fill(row_out, row_out + vocab, 0.0f);
+      row_out[favoured] = kFavouredLogit;
+    }, work);
+  } catch (...) {
+    if (!ran) host_work();
+    throw;
+  }
 }
 
 std::unique_ptr<Backend> make_sim_backend(const BackendOptions& options) {

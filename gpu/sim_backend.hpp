@@ -14,7 +14,9 @@
 // while the pool takes 4 bytes per position, not the simulated model's 128 KiB. Nothing is
 // stored in it. simulated_kv_bytes() gives the budget being pretended.
 // Waiting: until a steady deadline fixed when step() starts (so writing logits is absorbed):
-// sleep_until 100 us before it (about one wake-up's latency), then a yielding spin.
+// sleep_until 100 us before it (about one wake-up's latency), then a yielding spin. Host work
+// given to step_overlapping() runs before that wait, as a GPU server's host runs while its
+// device computes.
 // Thread safety and ownership as Backend; it owns its pool and needs no model file (the
 // ModelDesc is synthetic; make_backend's desc argument is not used by it).
 #pragma once
@@ -41,6 +43,10 @@ class SimBackend final : public Backend {
   void step(std::span<const SeqStep> batch, float* logits) override;
   bool picks_greedy() const override { return true; }
   void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) override;
+  // Runs host_work after writing the step's output and before waiting out its time: the
+  // step's end is its deadline when host_work ran past it.
+  StepTimes step_overlapping(std::span<const SeqStep> batch, StepOutput out,
+                             FunctionRef<void()> host_work) override;
 
   // Roofline seconds of a batch (unscaled), without running it.
   double step_seconds(std::span<const SeqStep> batch) const;
@@ -65,8 +71,10 @@ class SimBackend final : public Backend {
 
   // Validates, then calls emit(row, favoured token) for each entry with want_logits and
   // waits out the step's time from when run() started.
+  // Validates, emits each wanted row's token, runs host_work, waits out the step's time;
+  // returns the step's times (see step_overlapping).
   template <class Emit>
-  void run(std::span<const SeqStep> batch, Emit&& emit);
+  StepTimes run(std::span<const SeqStep> batch, Emit&& emit, FunctionRef<void()> host_work);
 };
 
 // A SimBackend of the 7b-h200 profile, waiting in real time; what make_backend("sim") returns.

@@ -63,6 +63,21 @@ TEST(StepRunner, SamplesEachSequenceOnTheSimBackendAndExtendsItsHistory) {
   }
   EXPECT_EQ(first.history, (std::vector<int32_t>{5, 6, 7, after_first}));
   EXPECT_EQ(second.history, (std::vector<int32_t>{9, after_second}));
+
+  // Host work given to run() runs once, inside the step on the sim (the device's times
+  // bracket it).
+  fixture.planner.complete(batch.id, result.sampled);
+  const Batch next = fixture.planner.plan(0, PlannerClock::now());
+  int host_runs = 0;
+  EngineClock::time_point host_at;
+  const StepResult overlapped = runner.run(next, samplers, [&] {
+    ++host_runs;
+    host_at = EngineClock::now();
+  });
+  EXPECT_EQ(host_runs, 1);
+  EXPECT_GE(host_at, overlapped.started);
+  EXPECT_LE(host_at, overlapped.backend_ended);
+  EXPECT_EQ(overlapped.sampled.size(), 2u);
 }
 
 TEST(StepRunner, FlagsEosAsStopUnlessIgnoredAndReportsTopLogprobs) {
@@ -169,9 +184,14 @@ TEST(StepRunner, RefusesAMismatchedSamplerListAndPassesBackendFailuresOn) {
   ASSERT_TRUE(fixture.planner.submit({.seq = 1, .prompt = {5}, .max_new_tokens = 4}).ok());
   const Batch batch = fixture.planner.plan(0, PlannerClock::now());
   EXPECT_THROW(runner.run(batch, {}), std::invalid_argument);
+  int host_runs = 0;
+  EXPECT_THROW(runner.run(batch, {}, [&] { ++host_runs; }), std::invalid_argument);
+  EXPECT_EQ(host_runs, 1);  // host work runs even for a refused step
   SeqSampling sampling(greedy(), {5}, false);
   SeqSampling* samplers[] = {&sampling};
   EXPECT_THROW(runner.run(batch, samplers), std::runtime_error);
+  EXPECT_THROW(runner.run(batch, samplers, [&] { ++host_runs; }), std::runtime_error);
+  EXPECT_EQ(host_runs, 2);
   EXPECT_EQ(sampling.history, (std::vector<int32_t>{5}));
   EXPECT_THROW(StepRunner(nullptr, vocab), std::invalid_argument);
 }

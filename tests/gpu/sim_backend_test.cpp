@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "model/batch_planner.hpp"
@@ -169,18 +170,22 @@ TEST(SimBackend, StepGreedyPicksTheArgmaxOfTheLogitsStepWouldWrite) {
   EXPECT_THROW(sim.step_greedy(bad, one), std::invalid_argument);
 }
 
+// A backend that only computes logits on the calling thread, as cpu does: Backend's defaults
+// for everything else.
+struct Plain final : Backend {
+  explicit Plain(Backend& inner) : inner(inner) {}
+  const ModelDesc& desc() const override { return inner.desc(); }
+  std::string name() const override { return "plain"; }
+  KvPool& kv() override { return inner.kv(); }
+  int max_batch_tokens() const override { return inner.max_batch_tokens(); }
+  void step(std::span<const SeqStep> batch, float* logits) override { inner.step(batch, logits); }
+  Backend& inner;
+};
+
 TEST(Backend, StepGreedyIsRefusedWhereTheBackendDoesNotPick) {
   // A backend that only computes logits (as cpu and cuda do) keeps the defaults.
   SimBackend sim(sim_profile("7b-h200"), options(4), 0);
-  struct Plain final : Backend {
-    explicit Plain(Backend& inner) : inner(inner) {}
-    const ModelDesc& desc() const override { return inner.desc(); }
-    std::string name() const override { return "plain"; }
-    KvPool& kv() override { return inner.kv(); }
-    int max_batch_tokens() const override { return inner.max_batch_tokens(); }
-    void step(std::span<const SeqStep> batch, float* logits) override { inner.step(batch, logits); }
-    Backend& inner;
-  } plain(sim);
+  Plain plain(sim);
   EXPECT_FALSE(plain.picks_greedy());
   std::vector<int32_t> tokens;
   EXPECT_THROW(plain.step_greedy({}, tokens), std::logic_error);
@@ -254,6 +259,91 @@ TEST(SimBackend, WaitsTheScaledStepTime) {
   SimBackend no_wait(fixed_time_profile(10.0), options(8), 0.0);
   EXPECT_LT(timed_step(no_wait), 1.0);
   EXPECT_DOUBLE_EQ(no_wait.last_step_seconds(), 10.0);
+}
+
+using SteadyClock = std::chrono::steady_clock;
+
+TEST(SimBackend, RunsHostWorkWhileTheStepWaitsAndReportsTheDevicesTimes) {
+  SimBackend sim(fixed_time_profile(20e-3), options(8), 1.0);
+  BatchOf two(2, 1, 3);
+  std::vector<int32_t> expected(2), picked(2, -1);
+  SimBackend(fixed_time_profile(20e-3), options(8), 0.0).step_greedy(two.steps, expected);
+
+  int runs = 0;
+  SteadyClock::time_point work_began, work_ended;
+  const auto times = sim.step_overlapping(two.steps, {.logits = nullptr, .picked = picked}, [&] {
+    ++runs;
+    work_began = SteadyClock::now();
+    work_ended = SteadyClock::now();
+  });
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(picked, expected);
+  EXPECT_GE(work_began, times.started);                  // under way when the host works
+  EXPECT_LT(work_ended, times.ended);                    // and waited for after it
+  EXPECT_GE(times.ended - times.started, std::chrono::milliseconds(20));
+
+  // Host work longer than the step: the device's end is the step's deadline, not the host's.
+  const auto late = sim.step_overlapping(two.steps, {.logits = nullptr, .picked = picked}, [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    work_ended = SteadyClock::now();
+  });
+  EXPECT_EQ(late.ended - late.started,
+            std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(20e-3)));
+  EXPECT_LT(late.ended, work_ended);
+
+  // Logits, as step() writes them.
+  std::vector<float> logits(2 * 32000);
+  sim.step_overlapping(two.steps, {.logits = logits.data(), .picked = {}}, [&] { ++runs; });
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(logits[size_t(expected[1]) + 32000], 16.0f);
+}
+
+TEST(SimBackend, RunsHostWorkOnceWhenTheStepIsRefusedOrTheWorkThrows) {
+  SimBackend sim(fixed_time_profile(5e-3), options(4), 1.0);
+  const Tokens outside = {32000};
+  const std::vector<int32_t> table = {0};
+  const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
+  std::vector<int32_t> one(1);
+  int runs = 0;
+  EXPECT_THROW(sim.step_overlapping(bad, {.logits = nullptr, .picked = one}, [&] { ++runs; }),
+               std::invalid_argument);
+  EXPECT_EQ(runs, 1);
+  std::vector<int32_t> no_room(2);  // the batch wants one token
+  BatchOf ok(1, 1, 0);
+  EXPECT_THROW(sim.step_overlapping(ok.steps, {.logits = nullptr, .picked = no_room}, [&] { ++runs; }),
+               std::invalid_argument);
+  EXPECT_EQ(runs, 2);
+  EXPECT_THROW(sim.step_overlapping(ok.steps, {.logits = nullptr, .picked = one},
+                                    [&] {
+                                      ++runs;
+                                      throw std::runtime_error("delivery failed");
+                                    }),
+               std::runtime_error);
+  EXPECT_EQ(runs, 3);
+}
+
+TEST(Backend, DefaultStepOverlappingRunsHostWorkBeforeTheStep) {
+  // A backend that computes on the calling thread (cpu) has nothing to overlap: the host work
+  // runs first and the step's times start after it.
+  SimBackend sim(fixed_time_profile(5e-3), options(4), 1.0);
+  Plain plain(sim);
+  BatchOf one(1, 1, 0);
+  std::vector<float> logits(32000);
+  int runs = 0;
+  SteadyClock::time_point work_ended;
+  const auto times = plain.step_overlapping(one.steps, {.logits = logits.data(), .picked = {}}, [&] {
+    ++runs;
+    work_ended = SteadyClock::now();
+  });
+  EXPECT_EQ(runs, 1);
+  EXPECT_GE(times.started, work_ended);
+  EXPECT_GE(times.ended - times.started, std::chrono::milliseconds(5));
+  const Tokens outside = {32000};
+  const std::vector<int32_t> table = {0};
+  const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
+  EXPECT_THROW(plain.step_overlapping(bad, {.logits = logits.data(), .picked = {}}, [&] { ++runs; }),
+               std::invalid_argument);
+  EXPECT_EQ(runs, 2);
 }
 
 // Runs the prompts to the end through the planner on the sim (greedy) and returns each
