@@ -27,7 +27,6 @@ void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point 
                        EngineClock::time_point ended, bool back_to_back) {
   std::lock_guard hold(mutex_);
   busy_ns_ += nanoseconds(backend_ended - started);
-  sampling_ns_ += nanoseconds(ended - backend_ended);
   in_progress_.reset();
   if (back_to_back && last_end_ != EngineClock::time_point{}) {
     const double gap = std::chrono::duration<double>(started - last_end_).count();
@@ -46,11 +45,6 @@ double WorkerMeter::busy_seconds(EngineClock::time_point now) const {
   uint64_t busy = busy_ns_;
   if (in_progress_) busy += nanoseconds(now - *in_progress_);
   return double(busy) * 1e-9;
-}
-
-double WorkerMeter::sampling_seconds() const {
-  std::lock_guard hold(mutex_);
-  return double(sampling_ns_) * 1e-9;
 }
 
 std::vector<double> WorkerMeter::take_gaps() {
