@@ -205,15 +205,17 @@ std::vector<PlannedBatch> plan_idle_workers(SchedulerState& st, EngineClock::tim
   return planned;
 }
 
-// Sends each planned batch to its worker and reports what the plans ended; then, with
-// yield_after_dispatch, yields this core to the workers just woken.
+// Sends each planned batch to its worker; then, with yield_after_dispatch, yields this core
+// to the workers just woken. What the plans ended is left in `ended`, for the caller to end
+// once the tokens that go before those ends are in their outboxes.
 // completed_worker: the worker whose step just completed (its next step is back to back).
 void send_planned(SchedulerSelf* self, std::vector<PlannedBatch>& planned,
-                  EngineClock::time_point now, int32_t completed_worker) {
+                  EngineClock::time_point now, int32_t completed_worker,
+                  std::vector<EndedSeq>& ended) {
   auto& st = self->state;
   bool sent = false;
   for (PlannedBatch& plan : planned) {
-    for (const EndedSeq& ended : plan.batch.ended) end_planned(self, ended);
+    ended.insert(ended.end(), plan.batch.ended.begin(), plan.batch.ended.end());
     if (plan.batch.empty()) continue;
     WorkerSlot& worker = st.workers[plan.worker];
     RunStep step;
@@ -244,10 +246,12 @@ void dispatch(SchedulerSelf* self) {
   if (!st.broken.empty()) return;
   const auto now = EngineClock::now();
   std::vector<PlannedBatch> planned = plan_idle_workers(st, now, [] { return true; });
-  send_planned(self, planned, now, -1);
+  std::vector<EndedSeq> ended;
+  send_planned(self, planned, now, -1, ended);
+  for (const EndedSeq& end : ended) end_planned(self, end);
 }
 
-// The worker's next step goes out before the tokens and ends of this one reach the requests:
+// The worker's next step goes out before the tokens and ends of this one are even sorted:
 // a worker never waits for the token routing. Completion and the next plans share one KV
 // iteration.
 void on_step_done(SchedulerSelf* self, StepDone& done) {
@@ -272,6 +276,8 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
     fail_worker(self, done.worker, "its step result was refused: " + *refused);
     return;
   }
+  std::vector<EndedSeq> plan_ended;
+  send_planned(self, planned, now, done.worker, plan_ended);
   std::vector<uint64_t> touched;
   for (SampledOutput& output : done.result.outputs) {
     auto found = st.seqs.find(output.seq);
@@ -279,7 +285,7 @@ void on_step_done(SchedulerSelf* self, StepDone& done) {
     found->second.outbox.push_back(std::move(output));
     touched.push_back(found->first);
   }
-  send_planned(self, planned, now, done.worker);
+  for (const EndedSeq& end : plan_ended) end_planned(self, end);
   for (uint64_t id : touched) flush(self, id);
   for (const EndedSeq& end : ended) end_planned(self, end);
 }
