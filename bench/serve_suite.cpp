@@ -229,6 +229,9 @@ std::vector<ServeRow> serve_rows(int batch_size, const std::vector<ServeCombinat
     row.wall_seconds = summary_of(row.runs, &ServeRun::wall_seconds);
     row.worker_utilization = summary_of(row.runs, &ServeRun::worker_utilization);
     row.idle_gap_mean_us = summary_of(row.runs, &ServeRun::idle_gap_mean_seconds, 1e6);
+    row.switches_per_step = summary_of(row.runs, &ServeRun::switches_per_step);
+    row.involuntary_switches_per_step =
+        summary_of(row.runs, &ServeRun::involuntary_switches_per_step);
     std::vector<double> ttft, tpot, itl, e2e, queue, rss, hit_rates, gaps;
     for (const ServeRun& run : row.runs) {
       for (const RequestTimes& request : run.requests) {
@@ -329,6 +332,10 @@ void print_serve_table(std::ostream& out, const ServeConfig& config, int batch_s
       [&](const ServeRow& r) { return median_range(r.idle_gap_mean_us, fixed1); });
   add("idle gap us p50", [&](const ServeRow& r) { return fixed1(r.idle_gap_us.p50); });
   add("  p99", [&](const ServeRow& r) { return fixed1(r.idle_gap_us.p99); });
+  add("context switches / step",
+      [&](const ServeRow& r) { return median_range(r.switches_per_step, fixed1); });
+  add("  involuntary",
+      [&](const ServeRow& r) { return median_range(r.involuntary_switches_per_step, fixed1); });
   add("peak RSS MiB", [&](const ServeRow& r) { return mib_text(r.peak_rss_bytes); });
   add("peak KV blocks", [&](const ServeRow& r) { return std::to_string(r.peak_kv_blocks); });
   add(config.simulated() ? "peak KV MiB (simulated)" : "peak KV MiB",
@@ -420,6 +427,8 @@ nlohmann::json serve_json(const ServeConfig& config, const std::vector<ServeRow>
         {"worker_utilization", summary_json(row.worker_utilization)},
         {"idle_gap_mean_us", summary_json(row.idle_gap_mean_us)},
         {"idle_gap_us", distribution_json(row.idle_gap_us)},
+        {"switches_per_step", summary_json(row.switches_per_step)},
+        {"involuntary_switches_per_step", summary_json(row.involuntary_switches_per_step)},
         {"peak_rss_bytes", row.peak_rss_bytes},
         {"peak_kv_blocks", row.peak_kv_blocks},
         {"peak_kv_bytes", row.peak_kv_bytes},
@@ -455,7 +464,7 @@ std::vector<std::string> serve_csv_header() {
       header.push_back(fmt::format("{}_{}", name, stat));
   for (const char* name :
        {"worker_utilization_median", "idle_gap_mean_us_median", "idle_gap_us_p50",
-        "idle_gap_us_p99", "peak_rss_bytes", "peak_kv_blocks",
+        "idle_gap_us_p99", "switches_per_step_median", "peak_rss_bytes", "peak_kv_blocks",
         "peak_kv_bytes", "prefix_hit_rate", "preemptions", "ratio_to_first"})
     header.push_back(name);
   return header;
@@ -481,7 +490,7 @@ std::vector<std::string> serve_csv_fields(const ServeRow& row) {
        {&row.ttft_ms, &row.tpot_ms, &row.itl_ms, &row.e2e_ms, &row.queue_ms})
     for (double value : {d->mean, d->p50, d->p90, d->p99}) fields.push_back(number(value));
   for (double value : {row.worker_utilization.median, row.idle_gap_mean_us.median,
-                       row.idle_gap_us.p50, row.idle_gap_us.p99,
+                       row.idle_gap_us.p50, row.idle_gap_us.p99, row.switches_per_step.median,
                        row.peak_rss_bytes, double(row.peak_kv_blocks), double(row.peak_kv_bytes),
                        row.prefix_hit_rate, double(row.preemptions), row.ratio_to_first})
     fields.push_back(number(value));

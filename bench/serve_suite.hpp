@@ -86,6 +86,7 @@ struct ServeRow {
   std::vector<ServeRun> runs;
   Summary output_tok_per_s, total_tok_per_s, prompt_tok_per_s, generation_tok_per_s;
   Summary wall_seconds, worker_utilization, idle_gap_mean_us;
+  Summary switches_per_step, involuntary_switches_per_step;  // the process's, per step
   Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms, queue_ms;
   Distribution idle_gap_us;  // the measured gaps of every repetition together
   double peak_rss_bytes = 0;   // median; NaN when unreadable

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "bench/context_switches.hpp"
 #include "bench/process_memory.hpp"
 
 namespace troupe {
@@ -185,6 +186,7 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   ends->ends.resize(prompts.size());
   const EngineStats before = engine->stats();
   engine->take_step_gaps();  // the warm-up's
+  const std::optional<ContextSwitches> switches_before = context_switches();
   const EngineClock::time_point arrival = EngineClock::now();
   for (std::size_t i = 0; i < prompts.size(); ++i)
     engine->submit(make_request(std::move(prompts[i]), workload.n_gen, arrival),
@@ -193,6 +195,7 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   const EngineClock::time_point deadline = arrival + wait_limit;
   const bool first_ended = wait_for_ends(*ends, 1, deadline);
   const EngineStats at_first_end = engine->stats();
+  const std::optional<ContextSwitches> switches_at_first_end = context_switches();
   std::vector<double> idle_gaps = engine->take_step_gaps();
   const double window = seconds_between(arrival, EngineClock::now());
   if (!first_ended || !wait_for_ends(*ends, prompts.size(), deadline)) {
@@ -216,6 +219,15 @@ ServeRun run_serve_workload(const EngineOptions& options, const ServeWorkload& w
   run.worker_utilization = workers > 0 && window > 0 ? busy / (workers * window) : nan();
   run.idle_gap_mean_seconds = steps > 0 ? std::max(0.0, workers * window - busy) / steps : nan();
   run.idle_gaps = std::move(idle_gaps);
+  run.switches_per_step = run.involuntary_switches_per_step = nan();
+  if (steps > 0 && switches_before && switches_at_first_end) {
+    const double voluntary =
+        double(switches_at_first_end->voluntary - switches_before->voluntary);
+    const double involuntary =
+        double(switches_at_first_end->involuntary - switches_before->involuntary);
+    run.switches_per_step = (voluntary + involuntary) / steps;
+    run.involuntary_switches_per_step = involuntary / steps;
+  }
   run.peak_kv_blocks = after.kv.peak_in_use_blocks;
   if (after.kv.total_blocks > 0)
     run.peak_kv_bytes = after.kv_bytes / static_cast<uint64_t>(after.kv.total_blocks) *

@@ -18,6 +18,9 @@
 //   idle_gaps            each gap the runtimes measured between back-to-back steps of a
 //                        worker in the window (Engine::take_step_gaps): hand-offs, locking
 //                        and planning, without the time a worker waited for work
+//   switches_per_step    the process's context switches in the window (every thread's,
+//                        bench/context_switches.hpp) / steps planned in the window, and the
+//                        involuntary ones alone: what the runtime's hand-offs cost the OS
 // Not thread-safe: one run at a time per process (peak RSS is process-wide).
 
 #include <cstdint>
@@ -60,6 +63,8 @@ struct ServeRun {
   double worker_utilization = 0;
   double idle_gap_mean_seconds = 0;  // NaN when no step was planned in the window
   std::vector<double> idle_gaps;     // seconds
+  double switches_per_step = 0;      // NaN when unknown or no step was planned in the window
+  double involuntary_switches_per_step = 0;
   int32_t peak_kv_blocks = 0;
   uint64_t peak_kv_bytes = 0;
   uint64_t gpu_memory_bytes = 0;  // EngineStats::gpu_memory_bytes (cuda; else 0)

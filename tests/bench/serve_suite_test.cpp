@@ -80,6 +80,9 @@ void expect_complete_results(const ServeConfig& config, const std::vector<ServeR
       EXPECT_EQ(run.gpu_memory_bytes, 0u);  // no cuda backend in these runs
       ASSERT_TRUE(run.peak_rss_bytes.has_value());
       EXPECT_GT(*run.peak_rss_bytes, 1u << 20);
+      EXPECT_TRUE(std::isfinite(run.switches_per_step));
+      EXPECT_GE(run.switches_per_step, run.involuntary_switches_per_step);
+      EXPECT_GE(run.involuntary_switches_per_step, 0);
     }
   }
   expect_all_finite(document["results"], "results");
