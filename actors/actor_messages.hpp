@@ -38,9 +38,11 @@ namespace troupe::actor_msg {
 
 // Token messages a request may hold unacknowledged; it acknowledges every kTokenAckEvery.
 // Tokens beyond the window wait in the scheduler's outbox of that sequence (at most its
-// max_new_tokens) and go out together once credit returns.
-inline constexpr int32_t kTokenWindow = 8;
-inline constexpr int32_t kTokenAckEvery = 4;
+// max_new_tokens) and go out together once credit returns. Each acknowledgement is a message
+// the scheduler must wake for: 8 rather than 4 took about 2 context switches off each step
+// (troupe-bench serve, 8 workers x 256 sequences).
+inline constexpr int32_t kTokenWindow = 16;
+inline constexpr int32_t kTokenAckEvery = 8;
 
 struct SubmitSeq {
   SeqRequest request;
