@@ -38,7 +38,7 @@ void run_step(WorkerSelf* self, const RunStep& step) {
     self->quit(caf::make_error(caf::sec::runtime_error, why));
     return;
   }
-  setup.meter->step(result.started, result.backend_ended, result.ended, step.back_to_back);
+  setup.meter->step(result.started, result.backend_ended, step.back_to_back);
   self->send<caf::message_priority::high>(
       scheduler, StepDone{setup.index, step.batch->id, std::move(result),
                           setup.scheduler_meter->sent()});

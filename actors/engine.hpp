@@ -155,8 +155,9 @@ struct EngineStats {
   // Lock contention (locks) or mailbox depth (actors) of each shared state and queue, by
   // name: "kv_cache", "planner", "request_channels", "scheduler_mailbox", ...
   std::vector<std::pair<std::string, SharingStats>> sharing;
-  // Worker activity since start: time inside Backend::step (for a backend that picks greedy
-  // tokens itself, the pick is inside it) per worker, a step in progress counted up to now.
+  // Worker activity since start: each worker's steps' device time (Backend::StepTimes: for
+  // a backend that picks greedy tokens itself, the pick is inside it; for the sim, the roofline
+  // time however late its thread woke), a step in progress counted up to now.
   std::vector<double> worker_busy_seconds;
   double uptime_seconds = 0;
   bool draining = false;

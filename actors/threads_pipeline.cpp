@@ -393,7 +393,7 @@ class ThreadsPipelineImpl final : public ThreadsPipeline {
           return;
         }
         meters_[size_t(worker)].step(done_step->started, done_step->backend_ended,
-                                     done_step->ended, back_to_back);
+                                     back_to_back);
         back_to_back = true;
         done_batch = batch.id;
         std::swap(previous, handoffs);

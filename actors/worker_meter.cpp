@@ -23,10 +23,10 @@ void WorkerMeter::step_failed() {
   in_progress_.reset();
 }
 
-void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point backend_ended,
-                       EngineClock::time_point ended, bool back_to_back) {
+void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point device_ended,
+                       bool back_to_back) {
   std::lock_guard hold(mutex_);
-  busy_ns_ += nanoseconds(backend_ended - started);
+  busy_ns_ += nanoseconds(device_ended - started);
   in_progress_.reset();
   if (back_to_back && last_end_ != EngineClock::time_point{}) {
     const double gap = std::chrono::duration<double>(started - last_end_).count();
@@ -37,7 +37,7 @@ void WorkerMeter::step(EngineClock::time_point started, EngineClock::time_point 
       next_gap_ = (next_gap_ + 1) % kGapSamples;
     }
   }
-  last_end_ = ended;
+  last_end_ = device_ended;
 }
 
 double WorkerMeter::busy_seconds(EngineClock::time_point now) const {

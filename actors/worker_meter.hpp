@@ -1,8 +1,8 @@
 #pragma once
-// WorkerMeter: one worker's time inside Backend::step and the gaps between back-to-back
-// steps, from the end of one StepRunner::run (forward pass and sampling) to the start of the
-// next: the runtime's hand-offs, locking and planning (the last kGapSamples, for
-// percentiles). Both runtimes keep one per worker; the worker writes it once per step and
+// WorkerMeter: one worker's busy time (each step's device work, Backend::StepTimes) and the
+// gaps between back-to-back steps, from the end of one step's device work to the start of the
+// next: the host noticing the end, sampling, and the runtime's hand-offs, locking and planning
+// (the last kGapSamples, for percentiles). Busy time and gaps thus add up to the wall time. Both runtimes keep one per worker; the worker writes it once per step and
 // stats() reads it from any thread.
 // Thread-safe: the counters, the step in progress and the gap samples sit behind a mutex the
 // worker holds twice per step.
@@ -23,11 +23,11 @@ class WorkerMeter {
   // The worker is about to run a step: until step() or step_failed(), the time since `now`
   // counts as busy, so a reader in the middle of a long step sees it.
   void starting(EngineClock::time_point now);
-  // A step: Backend::step from started to backend_ended (busy), sampling until ended (not
-  // busy; the next gap starts there). back_to_back: the step was planned when the previous
-  // one completed (the worker did not wait for work), so the gap since then is recorded.
-  void step(EngineClock::time_point started, EngineClock::time_point backend_ended,
-            EngineClock::time_point ended, bool back_to_back);
+  // A step's device work, from started to device_ended (busy; the next gap starts there).
+  // back_to_back: the step was planned when the previous one completed (the worker did not
+  // wait for work), so the gap since then is recorded.
+  void step(EngineClock::time_point started, EngineClock::time_point device_ended,
+            bool back_to_back);
   void step_failed();  // the step since starting() threw: none is in progress any more
   // Inside Backend::step, the step in progress included up to `now`.
   double busy_seconds(EngineClock::time_point now = EngineClock::now()) const;

@@ -10,14 +10,17 @@
 //   generation tok/s     tokens after each request's first / (last token - earliest first token)
 //   output tok/s         all generated tokens / wall (measured aggregate throughput)
 //   total tok/s          prompt + generated tokens / wall
-//   worker_utilization   sum over workers of the time inside Backend::step / (workers x
-//                        window), window = arrival -> the first request's end, while every
-//                        request is still waiting or running; a step still in flight at the
-//                        window's end counts up to it
+//   worker_utilization   sum over workers of their steps' device time (Backend::StepTimes;
+//                        the sim's is its roofline time, however late its thread wakes) /
+//                        (workers x window), window = arrival -> the first request's end,
+//                        while every request is still waiting or running; a step still in
+//                        flight at the window's end counts up to it
 //   idle_gap_mean        (workers x window - busy) / steps planned in the window
 //   idle_gaps            each gap the runtimes measured between back-to-back steps of a
-//                        worker in the window (Engine::take_step_gaps): hand-offs, locking
-//                        and planning, without the time a worker waited for work
+//                        worker in the window (Engine::take_step_gaps), from the end of one
+//                        step's device work to the start of the next: noticing the end,
+//                        sampling, hand-offs, locking and planning, without the time a worker
+//                        waited for work
 //   switches_per_step    the process's context switches in the window (every thread's,
 //                        bench/context_switches.hpp) / steps planned in the window, and the
 //                        involuntary ones alone: what the runtime's hand-offs cost the OS

@@ -115,12 +115,11 @@ Backend::StepTimes SimBackend::run(std::span<const SeqStep> batch, Emit&& emit,
       start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                   std::chrono::duration<double>(last_step_seconds_ * time_scale_));
   host_work();  // a throw ends the step here: nothing waits for a simulated device
-  if (time_scale_ > 0.0) {
-    // The device finished at the deadline; host work that ran past it is not the step's.
-    if (std::chrono::steady_clock::now() >= deadline) return {start, deadline};
-    wait_until(deadline);
-  }
-  return {start, std::chrono::steady_clock::now()};
+  if (time_scale_ == 0.0) return {start, std::chrono::steady_clock::now()};
+  // The device finishes at the deadline. Host work that ran past it, or a wake-up that comes
+  // late (the thread waited for a core), is the host's time, not the step's.
+  wait_until(deadline);
+  return {start, deadline};
 }
 
 void SimBackend::step(std::span<const SeqStep> batch, float* logits) {

@@ -16,7 +16,9 @@
 // Waiting: until a steady deadline fixed when step() starts (so writing logits is absorbed):
 // sleep_until 100 us before it (about one wake-up's latency), then a yielding spin. Host work
 // given to step_overlapping() runs before that wait, as a GPU server's host runs while its
-// device computes.
+// device computes. The step's device time (step_overlapping's StepTimes) ends at the deadline
+// however late the calling thread gets back: a late wake-up is a gap in which the simulated
+// device sits idle, as a real one does until its host notices and launches the next step.
 // Thread safety and ownership as Backend; it owns its pool and needs no model file (the
 // ModelDesc is synthetic; make_backend's desc argument is not used by it).
 #pragma once
@@ -43,8 +45,8 @@ class SimBackend final : public Backend {
   void step(std::span<const SeqStep> batch, float* logits) override;
   bool picks_greedy() const override { return true; }
   void step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) override;
-  // Runs host_work after writing the step's output and before waiting out its time: the
-  // step's end is its deadline when host_work ran past it.
+  // Runs host_work after writing the step's output and before waiting out its time; the
+  // step's end is its deadline (time_scale 0: when it returned).
   StepTimes step_overlapping(std::span<const SeqStep> batch, StepOutput out,
                              FunctionRef<void()> host_work) override;
 

@@ -17,9 +17,9 @@ TEST(WorkerMeter, CountsTheStepInProgressUpToTheReadersMoment) {
   EXPECT_DOUBLE_EQ(meter.busy_seconds(kT0), 0.0);
   meter.starting(kT0);
   EXPECT_NEAR(meter.busy_seconds(kT0 + milliseconds(4)), 0.004, 1e-12);
-  // The step ends: Backend::step took 5 ms, sampling 1 ms; nothing is in progress after.
-  meter.step(kT0, kT0 + milliseconds(5), kT0 + milliseconds(6), false);
-  EXPECT_NEAR(meter.busy_seconds(kT0 + milliseconds(50)), 0.005, 1e-12);  // not sampling
+  // The step ends: its device work took 5 ms; nothing is in progress after.
+  meter.step(kT0, kT0 + milliseconds(5), false);
+  EXPECT_NEAR(meter.busy_seconds(kT0 + milliseconds(50)), 0.005, 1e-12);
   // A step that throws stops counting at once.
   meter.starting(kT0 + milliseconds(10));
   meter.step_failed();
@@ -29,13 +29,13 @@ TEST(WorkerMeter, CountsTheStepInProgressUpToTheReadersMoment) {
 TEST(WorkerMeter, RecordsGapsOnlyBetweenBackToBackSteps) {
   WorkerMeter meter;
   EngineClock::time_point t = kT0;
-  meter.step(t, t + milliseconds(1), t + milliseconds(1), false);  // first: no gap
+  meter.step(t, t + milliseconds(1), false);  // first: no gap
   t += milliseconds(1) + microseconds(40);
-  meter.step(t, t + milliseconds(1), t + milliseconds(1), true);  // 40 us after the first
+  meter.step(t, t + milliseconds(1), true);  // 40 us after the first
   t += milliseconds(1) + microseconds(900);
-  meter.step(t, t + milliseconds(1), t + milliseconds(1), false);  // waited for work: none
+  meter.step(t, t + milliseconds(1), false);  // waited for work: none
   t += milliseconds(1) + microseconds(70);
-  meter.step(t, t + milliseconds(1), t + milliseconds(1), true);
+  meter.step(t, t + milliseconds(1), true);
   const std::vector<double> gaps = meter.take_gaps();
   ASSERT_EQ(gaps.size(), 2u);
   EXPECT_NEAR(gaps[0], 40e-6, 1e-12);
@@ -46,11 +46,11 @@ TEST(WorkerMeter, RecordsGapsOnlyBetweenBackToBackSteps) {
 TEST(WorkerMeter, KeepsTheLastGapsOldestFirst) {
   WorkerMeter meter;
   EngineClock::time_point t = kT0;
-  meter.step(t, t, t, false);
+  meter.step(t, t, false);
   const size_t n = WorkerMeter::kGapSamples + 3;
   for (size_t i = 1; i <= n; ++i) {
     t += microseconds(i);  // gap i us
-    meter.step(t, t, t, true);
+    meter.step(t, t, true);
   }
   const std::vector<double> gaps = meter.take_gaps();
   ASSERT_EQ(gaps.size(), WorkerMeter::kGapSamples);
