@@ -14,7 +14,9 @@
 // while the pool takes 4 bytes per position, not the simulated model's 128 KiB. Nothing is
 // stored in it. simulated_kv_bytes() gives the budget being pretended.
 // Waiting: until a steady deadline fixed when step() starts (so writing logits is absorbed):
-// sleep_until 100 us before it (about one wake-up's latency), then a yielding spin. Host work
+// sleep_until 100 us before it (about one wake-up's latency), then a yielding spin. The
+// waiting thread's timer slack is set to 1 us (prctl PR_SET_TIMERSLACK, once per thread; it
+// stays so for that thread's later sleeps), so the kernel does not defer its wake-up. Host work
 // given to step_overlapping() runs before that wait, as a GPU server's host runs while its
 // device computes. The step's device time (step_overlapping's StepTimes) ends at the deadline
 // however late the calling thread gets back: a late wake-up is a gap in which the simulated
