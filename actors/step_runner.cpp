@@ -45,8 +45,8 @@ StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> sam
     times = backend_->step_overlapping(steps_, {.picked = picked_}, host_work);
   } else if (!steps_.empty()) {
     logits_.resize(wanting * n_vocab);
-    times = backend_->step_overlapping(steps_, {.logits = wanting ? logits_.data() : nullptr, .picked = {}},
-                                       host_work);
+    const Backend::StepOutput rows{.logits = wanting ? logits_.data() : nullptr, .picked = {}};
+    times = backend_->step_overlapping(steps_, rows, host_work);
   } else {
     host_work();
     times.started = times.ended = EngineClock::now();

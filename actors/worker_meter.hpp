@@ -2,8 +2,9 @@
 // WorkerMeter: one worker's busy time (each step's device work, Backend::StepTimes) and the
 // gaps between back-to-back steps, from the end of one step's device work to the start of the
 // next: the host noticing the end, sampling, and the runtime's hand-offs, locking and planning
-// (the last kGapSamples, for percentiles). Busy time and gaps thus add up to the wall time. Both runtimes keep one per worker; the worker writes it once per step and
-// stats() reads it from any thread.
+// (the last kGapSamples, for percentiles). Busy time and gaps thus add up to the wall time.
+// Both runtimes keep one per worker; the worker writes it once per step and stats() reads it
+// from any thread.
 // Thread-safe: the counters, the step in progress and the gap samples sit behind a mutex the
 // worker holds twice per step.
 

@@ -312,8 +312,9 @@ TEST(SimBackend, RunsHostWorkOnceWhenTheStepIsRefusedOrTheWorkThrows) {
   EXPECT_EQ(runs, 1);
   std::vector<int32_t> no_room(2);  // the batch wants one token
   BatchOf ok(1, 1, 0);
-  EXPECT_THROW(sim.step_overlapping(ok.steps, {.logits = nullptr, .picked = no_room}, [&] { ++runs; }),
-               std::invalid_argument);
+  EXPECT_THROW(
+      sim.step_overlapping(ok.steps, {.logits = nullptr, .picked = no_room}, [&] { ++runs; }),
+      std::invalid_argument);
   EXPECT_EQ(runs, 2);
   EXPECT_THROW(sim.step_overlapping(ok.steps, {.logits = nullptr, .picked = one},
                                     [&] {
@@ -333,7 +334,8 @@ TEST(Backend, DefaultStepOverlappingRunsHostWorkBeforeTheStep) {
   std::vector<float> logits(32000);
   int runs = 0;
   SteadyClock::time_point work_ended;
-  const auto times = plain.step_overlapping(one.steps, {.logits = logits.data(), .picked = {}}, [&] {
+  const Backend::StepOutput rows{.logits = logits.data(), .picked = {}};
+  const auto times = plain.step_overlapping(one.steps, rows, [&] {
     ++runs;
     work_ended = SteadyClock::now();
   });
@@ -343,8 +345,7 @@ TEST(Backend, DefaultStepOverlappingRunsHostWorkBeforeTheStep) {
   const Tokens outside = {32000};
   const std::vector<int32_t> table = {0};
   const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
-  EXPECT_THROW(plain.step_overlapping(bad, {.logits = logits.data(), .picked = {}}, [&] { ++runs; }),
-               std::invalid_argument);
+  EXPECT_THROW(plain.step_overlapping(bad, rows, [&] { ++runs; }), std::invalid_argument);
   EXPECT_EQ(runs, 2);
 }
 
