@@ -103,18 +103,32 @@ double SimBackend::step_seconds(std::span<const SeqStep> batch) const {
   return profile_.step_seconds(tokens, kv_tokens);
 }
 
-template <class Emit>
-Backend::StepTimes SimBackend::run(std::span<const SeqStep> batch, Emit&& emit,
-                                   FunctionRef<void()> host_work) {
+Backend::StepTimes SimBackend::simulate(std::span<const SeqStep> batch, StepOutput out,
+                                        bool pick, FunctionRef<void()> host_work) {
   const auto start = std::chrono::steady_clock::now();
-  validate_batch(batch, desc_, kv_, max_batch_tokens_);
+  try {
+    validate_batch(batch, desc_, kv_, max_batch_tokens_);
+    if (pick) validate_greedy_room(batch, out.picked);
+  } catch (...) {
+    host_work();  // it runs for a refused batch too
+    throw;
+  }
   last_step_seconds_ = step_seconds(batch);
 
+  const size_t vocab = desc_.n_vocab;
   size_t row = 0;
   for (const SeqStep& seq : batch) {
     if (!seq.want_logits) continue;
     const int32_t last = int32_t(seq.tokens.size()) - 1;
-    emit(row++, next_token(seq.n_past + last, seq.tokens[size_t(last)], desc_.n_vocab));
+    const int32_t favoured = next_token(seq.n_past + last, seq.tokens[size_t(last)], desc_.n_vocab);
+    if (pick) {
+      out.picked[row] = favoured;
+    } else {
+      float* logits = out.logits + row * vocab;
+      std::fill(logits, logits + vocab, 0.0f);
+      logits[favoured] = kFavouredLogit;
+    }
+    ++row;
   }
 
   const auto deadline =
@@ -129,36 +143,16 @@ Backend::StepTimes SimBackend::run(std::span<const SeqStep> batch, Emit&& emit,
 }
 
 void SimBackend::step(std::span<const SeqStep> batch, float* logits) {
-  step_overlapping(batch, {.logits = logits, .picked = {}}, [] {});
+  simulate(batch, {.logits = logits, .picked = {}}, false, [] {});
 }
 
 void SimBackend::step_greedy(std::span<const SeqStep> batch, std::span<int32_t> tokens) {
-  validate_greedy_room(batch, tokens);
-  step_overlapping(batch, {.picked = tokens}, [] {});
+  simulate(batch, {.logits = nullptr, .picked = tokens}, true, [] {});
 }
 
 Backend::StepTimes SimBackend::step_overlapping(std::span<const SeqStep> batch, StepOutput out,
                                                 FunctionRef<void()> host_work) {
-  bool ran = false;
-  auto work = [&] {
-    ran = true;
-    host_work();
-  };
-  try {
-    if (!out.picked.empty()) {
-      validate_greedy_room(batch, out.picked);
-      return run(batch, [&](size_t row, int32_t favoured) { out.picked[row] = favoured; }, work);
-    }
-    const size_t vocab = desc_.n_vocab;
-    return run(batch, [&](size_t row, int32_t favoured) {
-      float* row_out = out.logits + row * vocab;
-      std::fill(row_out, row_out + vocab, 0.0f);
-      row_out[favoured] = kFavouredLogit;
-    }, work);
-  } catch (...) {
-    if (!ran) host_work();
-    throw;
-  }
+  return simulate(batch, out, !out.picked.empty(), host_work);
 }
 
 std::unique_ptr<Backend> make_sim_backend(const BackendOptions& options) {

@@ -73,12 +73,12 @@ class SimBackend final : public Backend {
   KvPool kv_;
   double last_step_seconds_ = 0.0;
 
-  // Validates, then calls emit(row, favoured token) for each entry with want_logits and
-  // waits out the step's time from when run() started.
-  // Validates, emits each wanted row's token, runs host_work, waits out the step's time;
-  // returns the step's times (see step_overlapping).
-  template <class Emit>
-  StepTimes run(std::span<const SeqStep> batch, Emit&& emit, FunctionRef<void()> host_work);
+  // One step: the checks (step_greedy()'s too when pick; a refused batch still runs
+  // host_work before the exception leaves), the wanted rows' tokens into out (picked when
+  // pick, else logits rows), host_work, then the wait; returns the step's times (see
+  // step_overlapping).
+  StepTimes simulate(std::span<const SeqStep> batch, StepOutput out, bool pick,
+                     FunctionRef<void()> host_work);
 };
 
 // A SimBackend of the 7b-h200 profile, waiting in real time; what make_backend("sim") returns.
