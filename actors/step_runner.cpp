@@ -77,7 +77,6 @@ StepResult StepRunner::run(const Batch& batch, std::span<SeqSampling* const> sam
                               .at = EngineClock::now()});
     ++row;
   }
-  result.ended = EngineClock::now();
   return result;
 }
 

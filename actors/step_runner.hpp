@@ -34,10 +34,9 @@ struct SeqSampling {
 struct StepResult {
   std::vector<SampledToken> sampled;   // for BatchPlanner::complete (stop = EOS unless ignored)
   std::vector<SampledOutput> outputs;  // same order, for the requests
-  // The backend's step from started to backend_ended (Backend::StepTimes), then sampling
-  // until ended (none when the backend picked).
-  EngineClock::time_point started, ended;
-  EngineClock::time_point backend_ended;
+  // The backend's step from started to backend_ended (Backend::StepTimes); each output's
+  // `at` is stamped after that, once it is sampled.
+  EngineClock::time_point started, backend_ended;
 };
 
 class StepRunner {

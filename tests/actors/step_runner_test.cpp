@@ -58,8 +58,9 @@ TEST(StepRunner, SamplesEachSequenceOnTheSimBackendAndExtendsItsHistory) {
     EXPECT_EQ(result.outputs[i].seq, result.sampled[i].seq);
     EXPECT_EQ(result.outputs[i].token, result.sampled[i].token);
     EXPECT_LE(result.outputs[i].logprob, 0.0f);
-    EXPECT_GE(result.outputs[i].at, result.started);
-    EXPECT_LE(result.outputs[i].at, result.ended);
+    EXPECT_LE(result.started, result.backend_ended);
+    EXPECT_GE(result.outputs[i].at, result.backend_ended);
+    EXPECT_LE(result.outputs[i].at, EngineClock::now());
   }
   EXPECT_EQ(first.history, (std::vector<int32_t>{5, 6, 7, after_first}));
   EXPECT_EQ(second.history, (std::vector<int32_t>{9, after_second}));
