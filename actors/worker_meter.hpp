@@ -30,7 +30,7 @@ class WorkerMeter {
   void step(EngineClock::time_point started, EngineClock::time_point device_ended,
             bool back_to_back);
   void step_failed();  // the step since starting() threw: none is in progress any more
-  // Inside Backend::step, the step in progress included up to `now`.
+  // Busy (device) time; the step in progress since starting() counts up to `now`.
   double busy_seconds(EngineClock::time_point now = EngineClock::now()) const;
   // The recorded gaps in seconds (oldest first), then cleared.
   std::vector<double> take_gaps();

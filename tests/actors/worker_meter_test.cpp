@@ -1,4 +1,4 @@
-// WorkerMeter: busy time inside Backend::step (a step in progress counted up to the reader's
+// WorkerMeter: busy time, each step's device work (a step in progress counted up to the reader's
 // moment) and the gaps between back-to-back steps; all with explicit times.
 #include "actors/worker_meter.hpp"
 

@@ -51,6 +51,13 @@ struct BatchOf {
   std::vector<SeqStep> steps;
 };
 
+// One sequence whose token (32000) lies outside the profiles' vocabulary: a refused batch.
+struct OutsideVocab {
+  Tokens ids = {32000};
+  std::vector<int32_t> table = {0};
+  std::vector<SeqStep> steps = {{1, ids, 0, table, true}};
+};
+
 TEST(SimProfile, SevenBH200HasMistralsShape) {
   const SimProfile p = sim_profile("7b-h200");
   EXPECT_EQ(p.params(), uint64_t(kParams7b));
@@ -164,10 +171,9 @@ TEST(SimBackend, StepGreedyPicksTheArgmaxOfTheLogitsStepWouldWrite) {
   }
   std::vector<int32_t> short_of_room(2);
   EXPECT_THROW(sim.step_greedy(batch, short_of_room), std::invalid_argument);
-  const Tokens outside = {32000};
-  const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
+  const OutsideVocab bad;
   std::vector<int32_t> one(1);
-  EXPECT_THROW(sim.step_greedy(bad, one), std::invalid_argument);
+  EXPECT_THROW(sim.step_greedy(bad.steps, one), std::invalid_argument);
 }
 
 // A backend that only computes logits on the calling thread, as cpu does: Backend's defaults
@@ -302,12 +308,10 @@ TEST(SimBackend, RunsHostWorkWhileTheStepWaitsAndReportsTheDevicesTimes) {
 
 TEST(SimBackend, RunsHostWorkOnceWhenTheStepIsRefusedOrTheWorkThrows) {
   SimBackend sim(fixed_time_profile(5e-3), options(4), 1.0);
-  const Tokens outside = {32000};
-  const std::vector<int32_t> table = {0};
-  const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
+  const OutsideVocab bad;
   std::vector<int32_t> one(1);
   int runs = 0;
-  EXPECT_THROW(sim.step_overlapping(bad, {.logits = nullptr, .picked = one}, [&] { ++runs; }),
+  EXPECT_THROW(sim.step_overlapping(bad.steps, {.logits = nullptr, .picked = one}, [&] { ++runs; }),
                std::invalid_argument);
   EXPECT_EQ(runs, 1);
   std::vector<int32_t> no_room(2);  // the batch wants one token
@@ -342,10 +346,8 @@ TEST(Backend, DefaultStepOverlappingRunsHostWorkBeforeTheStep) {
   EXPECT_EQ(runs, 1);
   EXPECT_GE(times.started, work_ended);
   EXPECT_GE(times.ended - times.started, std::chrono::milliseconds(5));
-  const Tokens outside = {32000};
-  const std::vector<int32_t> table = {0};
-  const std::vector<SeqStep> bad = {{1, outside, 0, table, true}};
-  EXPECT_THROW(plain.step_overlapping(bad, rows, [&] { ++runs; }), std::invalid_argument);
+  const OutsideVocab bad;
+  EXPECT_THROW(plain.step_overlapping(bad.steps, rows, [&] { ++runs; }), std::invalid_argument);
   EXPECT_EQ(runs, 2);
 }
 
